@@ -1,0 +1,46 @@
+"""``edx-agent enrol``: register this agent's public keys with the hub using a one-time token."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from ... import envelope
+from ...client import HubClient, NO_RETRY
+from ...config import load
+from ...errors import HubProtocolError, KeyFileError
+from ...state import Enrolment, StateDir, now_iso
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("enrol", aliases=["enroll"], help="enrol with the platform using a one-time token")
+    p.add_argument("--token", required=True, help="one-time enrolment token from the platform")
+    p.add_argument("--hub", default="", help="URL of the platform's agent API (default: hub.url)")
+    p.set_defaults(func=run)
+
+
+def run(args: Any) -> int:
+    cfg = load(args.config)
+    state = StateDir(cfg.state_dir)
+    kid = state.pending_key_id()
+    if not kid:
+        raise KeyFileError(f"no key in {state.keys_dir}", remedy="Run `edx-agent init` first.")
+    keys = state.load_keys(kid)
+    url = args.hub or cfg.hub.url
+    if not url:
+        raise HubProtocolError("no hub URL", remedy="Pass --hub URL or set hub.url in the configuration.")
+    client = HubClient.from_config(cfg, base_url=url, retry=NO_RETRY)
+    ans = client.enrol(args.token.strip(), socket.gethostname(), keys.public().to_dict())
+    try:
+        hub_keys = [envelope.VerifyKey.from_dict(k).to_dict() for k in ans["hub_keys"]]
+        enr = Enrolment(agent_id=ans["agent_id"], unit=ans["unit"], hub_url=url, hub_keys=hub_keys,
+                        key_id=kid, previous_key_ids=[], enrolled_at=now_iso(),
+                        api_version=str(ans.get("api_version", "1")))
+    except (KeyError, TypeError, ValueError) as e:
+        raise HubProtocolError(f"enrolment answer is incomplete: {e}") from None
+    state.save_enrolment(enr)
+    state.save_grants(ans.get("grants", []))
+    datasets = ", ".join(g["dataset"] for g in ans.get("grants", [])) or "(none yet)"
+    print(f"enrolled as {enr.agent_id} for unit {enr.unit}")
+    print(f"pinned {len(hub_keys)} platform signing key(s); granted datasets: {datasets}")
+    return 0

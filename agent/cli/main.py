@@ -1,0 +1,80 @@
+"""Entry point of ``edx-agent``: parses arguments, dispatches to a subcommand module, maps errors.
+
+Only this function turns exceptions into exit codes (sysexits-style, docs/operations.md). Every
+subcommand module exposes ``register(subparsers)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from typing import Sequence
+
+from .. import __version__, logs
+from ..errors import EXIT_SOFTWARE, EXIT_USAGE, AgentError
+
+COMMANDS = ["init", "enrol", "check", "sync", "status", "demo", "version"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edx-agent",
+        description="Data-exchange front-end agent (数据交换前置机 agent): pulls sealed datasets from "
+                    "the education data platform and applies them to the local database.")
+    p.add_argument("--config", default=None,
+                   help="configuration file (default: $EDX_AGENT_CONFIG, then /etc/edx-agent/agent.toml)")
+    p.add_argument("--lang", choices=["zh", "en"], default=None, help="language of messages")
+    p.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    p.add_argument("--log-level", default="warning", help="log level on stderr (default: warning)")
+    p.add_argument("--json", action="store_true", help="machine-readable output where supported")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        mod = importlib.import_module(f".{name}_cmd", __package__)
+        mod.register(sub)
+    return p
+
+
+def _print_error(err: AgentError, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"ok": False, "error": err.to_dict()}, ensure_ascii=False))
+        return
+    print(f"error [{err.code}]: {err}", file=sys.stderr)
+    problems = getattr(err, "problems", None)
+    if problems:
+        for line in problems:
+            print(f"  - {line}", file=sys.stderr)
+    if err.remedy_text:
+        print(f"  what to do: {err.remedy_text}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    if args.lang:
+        os.environ["EDX_AGENT_LANG"] = args.lang
+    logs.setup(args.log_format, args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except AgentError as e:
+        _print_error(e, getattr(args, "json", False))
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: say so plainly, with the version, instead of a bare traceback
+        if os.environ.get("EDX_AGENT_DEBUG"):
+            raise
+        print(f"internal error in edx-agent {__version__}: {type(e).__name__}: {e}\n"
+              "  what to do: run again with EDX_AGENT_DEBUG=1 for the traceback and report it.",
+              file=sys.stderr)
+        return EXIT_SOFTWARE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

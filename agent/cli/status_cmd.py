@@ -1,0 +1,59 @@
+"""``edx-agent status``: per-dataset state: last batch, rows, freshness, last error with its code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...config import load
+from ...state import StateDir
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="show the sync status of each dataset")
+    p.set_defaults(func=run)
+
+
+def collect(cfg: Any) -> dict[str, Any]:
+    state = StateDir(cfg.state_dir)
+    doc: dict[str, Any] = {"enrolled": state.is_enrolled(), "datasets": []}
+    if doc["enrolled"]:
+        enr = state.enrolment()
+        doc.update(agent_id=enr.agent_id, unit=enr.unit, hub=enr.hub_url)
+    st = state.status().get("datasets", {})
+    grants = {g["dataset"]: g for g in state.grants()}
+    for name in sorted(set(grants) | set(st)):
+        entry = {"dataset": name, "table": cfg.table_for(name),
+                 "grant": grants.get(name, {}).get("state", "unknown"), **st.get(name, {})}
+        doc["datasets"].append(entry)
+    return doc
+
+
+def run(args: Any) -> int:
+    cfg = load(args.config)
+    doc = collect(cfg)
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return 0
+    if not doc["enrolled"]:
+        print("not enrolled yet: run `edx-agent enrol --token T --hub URL`")
+        return 0
+    print(f"agent {doc['agent_id']} (unit {doc['unit']}) → {doc['hub']}")
+    if not doc["datasets"]:
+        print("  no datasets granted yet")
+    for d in doc["datasets"]:
+        last = d.get("last_batch") or {}
+        err = d.get("last_error")
+        line = (f"  {d['dataset']:<20} table={d['table']:<20} seq={d.get('last_seq', '-')!s:<6} "
+                f"rows={d.get('rows_total', 0):<9} state={d.get('state', 'never synced')}")
+        if d.get("last_applied_at"):
+            line += f" last={d['last_applied_at']}"
+        print(line)
+        if last:
+            print(f"      last batch #{last.get('seq')} {last.get('kind')}: {last.get('rows')} rows, "
+                  f"{last.get('quarantined', 0)} quarantined, {last.get('seconds')}s")
+        if err:
+            print(f"      last error [{err.get('code')}] {err.get('message')}")
+            if err.get("remedy"):
+                print(f"      what to do: {err['remedy']}")
+    return 0

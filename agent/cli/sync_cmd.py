@@ -1,0 +1,75 @@
+"""``edx-agent sync``: pull and apply every pending batch of every granted dataset, then exit."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from ...config import load
+from ...errors import EXIT_FAILED, AgentError, NotFound
+from ...pipeline import BatchOutcome, record_error, sync_dataset
+from ...runtime import build_context
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("sync", help="pull and apply pending batches once")
+    p.add_argument("--once", action="store_true", help="run one pass and exit (the default)")
+    p.add_argument("--dataset", action="append", default=[], help="only this dataset (repeatable)")
+    p.set_defaults(func=run)
+
+
+def sync_all(ctx: Any, only: list[str] | None = None, echo: bool = True) -> tuple[list[BatchOutcome], list[tuple[str, AgentError]]]:
+    """One pass over the granted datasets; a failing dataset does not stop the others."""
+    grants = ctx.client.grants()
+    ctx.state.save_grants(grants)
+    active = [g for g in grants if g.get("state", "active") == "active"]
+    if only:
+        names = {g["dataset"] for g in active}
+        missing = [d for d in only if d not in names]
+        if missing:
+            raise NotFound(", ".join(missing) + " (not granted to this unit)")
+        active = [g for g in active if g["dataset"] in only]
+    outcomes: list[BatchOutcome] = []
+    errors: list[tuple[str, AgentError]] = []
+
+    def show(o: BatchOutcome) -> None:
+        if echo and not o.duplicate:
+            print(f"  {o.dataset} #{o.seq} {o.kind}: {o.rows} rows "
+                  f"(+{o.inserted} ~{o.updated} -{o.deleted} quarantined {o.quarantined}) in {o.seconds:.2f}s")
+        elif echo:
+            print(f"  {o.dataset} #{o.seq}: already applied, acknowledged again")
+
+    for g in active:
+        try:
+            outcomes += sync_dataset(ctx, g, progress=show)
+        except AgentError as e:
+            record_error(ctx, g["dataset"], e)
+            errors.append((g["dataset"], e))
+    return outcomes, errors
+
+
+def run(args: Any) -> int:
+    cfg = load(args.config)
+    ctx = build_context(cfg)
+    t0 = time.monotonic()
+    try:
+        outcomes, errors = sync_all(ctx, args.dataset, echo=not args.json)
+    finally:
+        ctx.connector.close()
+        ctx.client.close()
+    applied = [o for o in outcomes if not o.duplicate]
+    if args.json:
+        print(json.dumps({"ok": not errors, "batches": len(applied),
+                          "rows": sum(o.rows for o in applied),
+                          "errors": [{"dataset": d, **e.to_dict()} for d, e in errors]}, ensure_ascii=False))
+    else:
+        print(f"applied {len(applied)} batch(es), {sum(o.rows for o in applied)} rows "
+              f"in {time.monotonic() - t0:.2f}s")
+        for d, e in errors:
+            print(f"  ✗ {d}: [{e.code}] {e}")
+            if e.remedy_text:
+                print(f"    what to do: {e.remedy_text}")
+    if errors:
+        return max(e.exit_code for _, e in errors) or EXIT_FAILED
+    return 0
