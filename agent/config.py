@@ -183,20 +183,20 @@ class AgentConfig(_Section):
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The valid keys at a location, to suggest the one an unknown key was meant to be."""
     m: Any = model
-    for part in loc[:-1]:
-        field = m.model_fields.get(part) if hasattr(m, "model_fields") else None
-        if field is None:
-            return list(DatasetSection.model_fields) if m is AgentConfig and part == "datasets" else []
-        ann = field.annotation
-        if getattr(ann, "__origin__", None) is dict:
-            m = DatasetSection
-            continue
-        m = ann
+    parts = list(loc[:-1])
+    while parts:
+        fld = m.model_fields.get(parts.pop(0))
+        if fld is None:
+            return []
+        m = fld.annotation
+        if getattr(m, "__origin__", None) is dict:  # [datasets.NAME]: skip the free-form name
+            m = m.__args__[1]
+            if parts:
+                parts.pop(0)
         if not hasattr(m, "model_fields"):
             return []
-    keys = list(m.model_fields) if hasattr(m, "model_fields") else []
-    aliases = [f.alias for f in m.model_fields.values() if f.alias] if keys else []
-    return [k for k in keys + aliases if k != "source"]
+    names = [name for name in m.model_fields if name != "source"]
+    return names + [f.alias for f in m.model_fields.values() if f.alias]
 
 
 def format_errors(exc: ValidationError) -> list[str]:

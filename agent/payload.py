@@ -30,7 +30,7 @@ import json
 import math
 import re
 import uuid
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import IO, Any, Iterable, Iterator, Sequence
 
 from .errors import DataError
@@ -42,6 +42,8 @@ OPS = frozenset({"I", "U", "D"})
 MAX_MANIFEST = 1 << 20
 _INT_RANGE = {"int32": (-(1 << 31), (1 << 31) - 1), "int64": (-(1 << 63), (1 << 63) - 1)}
 _UTC = dt.timezone.utc
+# decimal(38,s) needs more digits than the default 28-digit context
+_DEC = Context(prec=80)
 _FIELD_RE = re.compile(r'"((?:[^"]|"")*)"|([^,"\n]*)')
 
 
@@ -76,7 +78,7 @@ def encode_value(ptype: PortableType, value: Any) -> str | None:
             raise ValueError(f"{value!r} is not a decimal number") from None
         if not d.is_finite():
             raise ValueError("decimal values must be finite")
-        q = d.quantize(Decimal(1).scaleb(-(ptype.scale or 0)))
+        q = d.quantize(Decimal(1).scaleb(-(ptype.scale or 0)), context=_DEC)
         if q != d:
             raise ValueError(f"{value} has more than {ptype.scale} decimal places")
         digits = len(q.as_tuple().digits) if q != 0 else 1
@@ -202,7 +204,8 @@ def canonical_from_db(ptype: PortableType, value: Any) -> str | None:
     if base == "decimal" and not isinstance(value, (Decimal, str)):
         value = Decimal(str(value))
     if base == "decimal":
-        return encode_value(ptype, Decimal(str(value)).quantize(Decimal(1).scaleb(-(ptype.scale or 0))))
+        return encode_value(ptype, Decimal(str(value)).quantize(Decimal(1).scaleb(-(ptype.scale or 0)),
+                                                                context=_DEC))
     if base == "float64":
         return repr(float(value))
     return encode_value(ptype, value)
