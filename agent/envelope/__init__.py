@@ -26,3 +26,32 @@ Public API (the rest of the project uses only these names):
     sign_receipt / verify_receipt                           agent receipts over hh, counts and checksum
     Errors: subclasses of agent.errors.IntegrityError, each with its own code (envelope-*).
 """
+
+from __future__ import annotations
+
+from .errors import (
+    BadMagic, ChainFork, ChunkInvalid, ChunkTruncated, DecompressionBomb, DigestMismatch, EnvelopeError,
+    Expired, HeaderMalformed, KeyUnwrapFailed, LengthMismatch, PayloadCorrupt, PayloadIncomplete,
+    ReceiptInvalid, Replayed, SequenceGap, SignatureInvalid, SignerNotValid, SignerUnknown, SuiteNotAllowed,
+    TooLarge, TrailingData, TrustUpdateInvalid, UnknownCriticalTag, UnsupportedVersion, WrongDataset,
+    WrongRecipient,
+)
+from .header import DEFAULT_CHUNK, MAGIC, BatchHeader, read_header
+from .keys import (
+    AgentKeys, AgentPublicKeys, SignerKey, VerifyKey, generate_agent_keys, generate_signer_key, key_id_for,
+)
+from .policy import ZERO_HH, Limits, check_context, check_sequence
+from .provider import Suite, get_provider, register_provider
+from .stream import PayloadInfo, PayloadStream, compress_payload, open_payload, seal, verify_stream
+
+__all__ = [
+    "AgentKeys", "AgentPublicKeys", "BadMagic", "BatchHeader", "ChainFork", "ChunkInvalid", "ChunkTruncated",
+    "DEFAULT_CHUNK", "DecompressionBomb", "DigestMismatch", "EnvelopeError", "Expired", "HeaderMalformed",
+    "KeyUnwrapFailed", "LengthMismatch", "Limits", "MAGIC", "PayloadCorrupt", "PayloadIncomplete",
+    "PayloadInfo", "PayloadStream", "ReceiptInvalid", "Replayed", "SequenceGap", "SignatureInvalid",
+    "SignerKey", "SignerNotValid", "SignerUnknown", "Suite", "SuiteNotAllowed", "TooLarge", "TrailingData",
+    "TrustUpdateInvalid", "UnknownCriticalTag", "UnsupportedVersion", "VerifyKey", "WrongDataset",
+    "WrongRecipient", "ZERO_HH", "check_context", "check_sequence", "compress_payload", "generate_agent_keys",
+    "generate_signer_key", "get_provider", "key_id_for", "open_payload", "read_header", "register_provider",
+    "seal", "verify_stream",
+]
