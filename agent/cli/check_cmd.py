@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...config import load, permission_problems
-from ...errors import EXIT_CONFIG, ConfigError
-from ...state import StateDir
+from ..config import load, permission_problems
+from ..errors import EXIT_CONFIG, ConfigError
+from ..state import StateDir
 
 
 def register(sub: Any) -> None:

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ... import sample
-from ...localhub import LocalHub
+from .. import sample
+from ..localhub import LocalHub
 
 
 def register(sub: Any) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from ... import envelope
-from ...client import HubClient, NO_RETRY
-from ...config import load
-from ...errors import HubProtocolError, KeyFileError
-from ...state import Enrolment, StateDir, now_iso
+from .. import envelope
+from ..client import HubClient, NO_RETRY
+from ..config import load
+from ..errors import HubProtocolError, KeyFileError
+from ..state import Enrolment, StateDir, now_iso
 
 
 def register(sub: Any) -> None:

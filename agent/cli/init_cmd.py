@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ... import envelope
-from ...config import load
-from ...errors import ConfigError
-from ...fsutil import atomic_write_bytes
-from ...state import SUITES, StateDir
+from .. import envelope
+from ..config import load
+from ..errors import ConfigError
+from ..fsutil import atomic_write_bytes
+from ..state import SUITES, StateDir
 
 TEMPLATE = '''\
 # edx-agent configuration (数据交换前置机 agent). Every key is explained in config/agent.example.toml.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...config import load
-from ...state import StateDir
+from ..config import load
+from ..state import StateDir
 
 
 def register(sub: Any) -> None:

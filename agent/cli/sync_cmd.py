@@ -6,10 +6,10 @@ import json
 import time
 from typing import Any
 
-from ...config import load
-from ...errors import EXIT_FAILED, AgentError, NotFound
-from ...pipeline import BatchOutcome, record_error, sync_dataset
-from ...runtime import build_context
+from ..config import load
+from ..errors import EXIT_FAILED, AgentError, NotFound
+from ..pipeline import BatchOutcome, record_error, sync_dataset
+from ..runtime import build_context
 
 
 def register(sub: Any) -> None:
