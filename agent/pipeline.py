@@ -118,7 +118,7 @@ def open_checked(ctx: Context, path: Path, dataset: str) -> tuple[Any, Any]:
         header = envelope.read_header(f, trusted=ctx.hub_keys, allowed_suites=ctx.allowed_suites)
         envelope.check_context(header, recipient_id=ctx.agent_id, recipient_keys=ctx.keys,
                                dataset_id=dataset, now_ms=int(time.time() * 1000),
-                               limits={"max_payload": ctx.cfg.sync.max_batch_bytes})
+                               limits=envelope.Limits(max_payload_len=ctx.cfg.sync.max_batch_bytes))
         cp = ctx.connector.get_checkpoint(dataset)
         last_seq = cp.seq if cp else 0
         last_hh = bytes.fromhex(cp.batch_digest) if cp else ZERO_HH
