@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...client import HubClient, RetryPolicy
-from ...config import load
-from ...doctor import diagnose, render
-from ...errors import EXIT_FAILED
-from ...state import StateDir
+from ..client import HubClient, RetryPolicy
+from ..config import load
+from ..doctor import diagnose, render
+from ..errors import EXIT_FAILED
+from ..state import StateDir
 
 
 def register(sub: Any) -> None:
@@ -28,7 +28,7 @@ def client_for(cfg: Any) -> HubClient:
 
 
 def run_doctor(cfg: Any) -> Any:
-    from ...runtime import open_connector
+    from ..runtime import open_connector
 
     return diagnose(cfg, connector_factory=lambda: open_connector(cfg), client_factory=lambda: client_for(cfg))
 
