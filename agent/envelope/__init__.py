@@ -24,6 +24,9 @@ Public API (the rest of the project uses only these names):
     open_payload(src, header, recipient_keys) -> PayloadStream   pass 2: readable decompressed bytes;
                                                              .finish() raises unless fully read+verified
     sign_receipt / verify_receipt                           agent receipts over hh, counts and checksum
+    check_sequence(header, last_seq, last_hh, known_hh_for_seq) -> 'apply' | 'duplicate'   replay/gap/fork
+    sign_trust_update / verify_trust_update -> TrustUpdate (.apply(trusted))   platform key rotation
+    Limits                limits for check_context (sizes, clock-skew allowance); get_provider/register_provider
     Errors: subclasses of agent.errors.IntegrityError, each with its own code (envelope-*).
 """
 
@@ -42,6 +45,7 @@ from .keys import (
 )
 from .policy import ZERO_HH, Limits, check_context, check_sequence
 from .provider import Suite, get_provider, register_provider
+from .receipt import TrustUpdate, sign_receipt, sign_trust_update, verify_receipt, verify_trust_update
 from .stream import PayloadInfo, PayloadStream, compress_payload, open_payload, seal, verify_stream
 
 __all__ = [
@@ -53,5 +57,6 @@ __all__ = [
     "TrustUpdateInvalid", "UnknownCriticalTag", "UnsupportedVersion", "VerifyKey", "WrongDataset",
     "WrongRecipient", "ZERO_HH", "check_context", "check_sequence", "compress_payload", "generate_agent_keys",
     "generate_signer_key", "get_provider", "key_id_for", "open_payload", "read_header", "register_provider",
-    "seal", "verify_stream",
+    "seal", "verify_stream", "TrustUpdate", "sign_receipt", "sign_trust_update", "verify_receipt",
+    "verify_trust_update",
 ]
