@@ -80,7 +80,7 @@ def _sign(keys: Any, message: bytes) -> bytes:
     if callable(getattr(keys, "sign", None)):
         return keys.sign(message)
     from .envelope.provider import get_provider
-    return get_provider(keys.suite).sign(keys.sign_private, message)
+    return get_provider(keys.suite).sign(keys.sign_private, keys.sign_public, message)
 
 
 def _verify(public: Any, message: bytes, signature: bytes) -> bool:
