@@ -113,8 +113,8 @@ def _tlv(tag: int, value: bytes) -> bytes:
     return bytes([tag]) + struct.pack(">H", len(value)) + value
 
 
-def encode_body(h: BatchHeader) -> bytes:
-    """The TLV body, tags ascending; the one canonical encoding of these fields."""
+def header_fields(h: BatchHeader) -> list[tuple[int, bytes]]:
+    """(tag, value) pairs of a header in tag order, extensions last."""
     fields = [
         (T_DATASET, h.dataset_id.encode()),
         (T_SEQ, _U64.pack(h.batch_seq)),
@@ -140,7 +140,16 @@ def encode_body(h: BatchHeader) -> bytes:
         if not FIRST_EXTENSION <= tag <= 0xFF:
             raise ValueError(f"extension tags are 0x80..0xff, got {tag:#x}")
         fields.append((tag, bytes(h.extensions[tag])))
+    return fields
+
+
+def encode_tlvs(fields: Iterable[tuple[int, bytes]]) -> bytes:
     return b"".join(_tlv(t, v) for t, v in fields)
+
+
+def encode_body(h: BatchHeader) -> bytes:
+    """The TLV body, tags ascending; the one canonical encoding of these fields."""
+    return encode_tlvs(header_fields(h))
 
 
 def encode_tbs(suite: Suite, body: bytes) -> bytes:
