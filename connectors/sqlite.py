@@ -1,0 +1,148 @@
+"""SQLite connector: the embedded default; executemany in one transaction, STRICT tables, canonical texts.
+
+SQLite has no server-side bulk path, so the Python path (``_load.load_rows``) is its fast path: records
+are parsed with the C csv reader, converted only where SQLite stores a number or blob, and bound with
+executemany into a temporary staging table, merged with ``INSERT … ON CONFLICT``. Tables are STRICT so a
+value of the wrong storage class is refused (and quarantined) instead of being stored as it comes.
+Everything else is text in the payload's canonical form, which round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import sqlite3
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
+                          DataError)
+from agent.schema import Column, PortableType, Schema
+
+from ._load import Converter
+from .api import Capabilities
+from .base import BaseConnector
+
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_COL_RE = re.compile(r"(?:failed|column): ?\S*?\.?(\w+)$")
+
+
+def _int32(text: str) -> int:
+    n = int(text)
+    if not _INT32[0] <= n <= _INT32[1]:
+        raise ValueError(f"{n} is out of range for int32")
+    return n
+
+
+def _bool(text: str) -> int:
+    if text not in ("0", "1"):
+        raise ValueError(f"{text!r} is not a boolean (0 or 1)")
+    return int(text)
+
+
+def _binary(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+class SQLiteConnector(BaseConnector):
+    """The embedded connector (file database next to the agent's state, or any SQLite file)."""
+
+    name = "sqlite"
+    driver = "sqlite3"
+    install_hint = "a Python built with the sqlite3 module"
+    ph = "?"
+    capabilities = Capabilities(bulk_path="executemany", transactional_ddl=True, atomic_swap=True,
+                                max_identifier_length=128, schemas=False, timezone_type=False,
+                                row_quarantine=True)
+
+    _STORAGE = {"int32": "INTEGER", "int64": "INTEGER", "bool": "INTEGER", "float64": "REAL",
+                "binary": "BLOB"}
+
+    def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
+        engine = sa.create_engine(url, **options)
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            # SQLAlchemy drives transactions itself; pysqlite's implicit BEGIN would break savepoints
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON"):
+                cur.execute(f"PRAGMA {pragma}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            # IMMEDIATE takes the write lock up front: the checkpoint read is as good as FOR UPDATE
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def _names(self, name: str, schema_name: str | None) -> tuple[str | None, str]:
+        # no schemas in SQLite: a sandbox "schema" is a name prefix
+        return None, f"{schema_name}__{name}" if schema_name else name
+
+    # --- DDL -------------------------------------------------------------------------------------
+
+    def type_sql(self, ptype: PortableType) -> str:
+        return self._STORAGE.get(ptype.base, "TEXT")
+
+    def table_options(self) -> str:
+        return " STRICT"
+
+    def widen_column_sql(self, qname: str, old: Column, new: Column) -> list[str]:
+        if self.type_sql(old.type) != self.type_sql(new.type):
+            from agent.errors import SchemaConflict
+            raise SchemaConflict(f"column {new.name!r}: SQLite cannot change its storage class "
+                                 f"({old.type} -> {new.type}) in place")
+        return []  # same storage class; lengths and scales are not enforced by SQLite
+
+    def _create_staging(self, conn: sa.Connection, stg: str, schema: Schema, schema_name: str | None) -> str:
+        name = self.q(stg)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+        cols = ", ".join(self.column_sql(c, staging=True) for c in schema.columns)
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {name} (_ord INTEGER PRIMARY KEY, _op TEXT NOT NULL, {cols})")
+        return name
+
+    def _swap(self, conn: sa.Connection, table: str, schema_name: str | None, shadow: str, old: str,
+              live_exists: bool) -> None:
+        if live_exists:
+            conn.exec_driver_sql(f"DROP TABLE {self.qname(table, schema_name)}")
+        conn.exec_driver_sql(f"ALTER TABLE {shadow} RENAME TO {self.q(self._names(table, schema_name)[1])}")
+
+    # --- loading and merge -------------------------------------------------------------------------
+
+    def _converters(self, schema: Schema, *, shadow: bool) -> list[Converter]:
+        conv = {"int32": _int32, "int64": int, "float64": float, "bool": _bool, "binary": _binary}
+        return [conv.get(c.type.base) for c in schema.columns]
+
+    def _upsert_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
+        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        rest = [c for c in schema.names if c not in schema.primary_key]
+        action = ("DO UPDATE SET " + ", ".join(f"{self.q(c)} = excluded.{self.q(c)}" for c in rest)
+                  if rest else "DO NOTHING")
+        cols = ", ".join(self.q(c) for c in schema.names)
+        return (f"INSERT INTO {target} ({cols}) SELECT {self._select_cols(schema)} FROM {stg} s "
+                f"WHERE s._op <> 'D'{where} ON CONFLICT ({keys}) {action}")
+
+    # --- errors --------------------------------------------------------------------------------------
+
+    def _error_class(self, orig: BaseException) -> type | None:
+        if isinstance(orig, (sqlite3.IntegrityError, sqlite3.DataError)):
+            return DataError
+        text = str(orig).lower()
+        if isinstance(orig, sqlite3.OperationalError):
+            if "locked" in text or "busy" in text:
+                return DatabaseBusy
+            if "unable to open" in text:
+                return DatabaseUnavailable
+            if "readonly" in text or "read-only" in text:
+                return DatabasePermission
+            if "too many columns" in text:
+                return DatabaseConfigError
+        return None
+
+    def _error_column(self, exc: BaseException) -> str | None:
+        m = _COL_RE.search(str(getattr(exc, "orig", exc)))
+        return m.group(1) if m else None
