@@ -1,0 +1,7 @@
+"""``python -m hub.cli``: the same as the ``edx-hub`` console script."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

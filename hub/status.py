@@ -1,0 +1,86 @@
+"""Status intake: heartbeats, the command queue they return, and the messages agents send (feedback, requests, reports).
+
+A heartbeat is stored as one JSON document on the agent's row (one UPDATE per beat, whatever the number
+of datasets): at 10,000 agents beating every 30 s that is what keeps the store's write load flat. The
+fleet view parses it when someone looks. Pending commands go out once in a heartbeat reply and are
+marked sent; the agent reports each outcome with POST /v1/commands/{id}/result.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from .errors import CommandUnknown, RequestInvalid
+from .store import agents, commands, messages, now_ms
+
+COMMAND_TYPES = ("resync", "doctor", "diagnostics")
+MESSAGE_KINDS = ("feedback", "request", "test-report", "diagnostics")
+
+
+def record_heartbeat(conn: Connection, agent: dict[str, Any], beat: dict[str, Any]) -> list[dict[str, Any]]:
+    """Store the beat and hand out pending commands (marked sent in the same transaction)."""
+    now = now_ms()
+    beat = {**beat, "received_ms": now}
+    conn.execute(update(agents).where(agents.c.agent_id == agent["agent_id"]).values(
+        last_seen_ms=now, heartbeat_json=json.dumps(beat, ensure_ascii=False),
+        agent_version=str(beat.get("agent_version") or agent["agent_version"])[:64],
+        hostname=str(beat.get("hostname") or agent["hostname"])[:255],
+        heartbeats=agents.c.heartbeats + 1))
+    pending = conn.execute(select(commands.c.id, commands.c.type, commands.c.dataset).where(
+        commands.c.agent_id == agent["agent_id"], commands.c.state == "pending")
+        .order_by(commands.c.created_at_ms)).all()
+    if pending:
+        conn.execute(update(commands).where(commands.c.id.in_([p.id for p in pending]))
+                     .values(state="sent", sent_at_ms=now))
+    return [{"id": p.id, "type": p.type, **({"dataset": p.dataset} if p.dataset else {})} for p in pending]
+
+
+def queue_command(conn: Connection, agent_id: str, type_: str, dataset: str | None = None) -> str:
+    if type_ not in COMMAND_TYPES:
+        raise RequestInvalid(f"command type {type_!r}: one of {', '.join(COMMAND_TYPES)}")
+    if type_ == "resync" and not dataset:
+        raise RequestInvalid("a resync command needs a dataset")
+    cid = "cmd-" + secrets.token_hex(8)
+    conn.execute(insert(commands).values(id=cid, agent_id=agent_id, type=type_, dataset=dataset,
+                                         state="pending", created_at_ms=now_ms()))
+    return cid
+
+
+def command_result(conn: Connection, agent_id: str, cid: str, ok: bool, detail: str,
+                   report: Any = None) -> dict[str, Any]:
+    row = conn.execute(select(commands).where(commands.c.id == cid, commands.c.agent_id == agent_id)).mappings().first()
+    if row is None:
+        raise CommandUnknown(repr(cid))
+    conn.execute(update(commands).where(commands.c.id == cid).values(
+        state="done" if ok else "failed", done_at_ms=now_ms(),
+        result_json=json.dumps({"ok": ok, "detail": detail, "report": report}, ensure_ascii=False)))
+    return {"id": cid, "state": "done" if ok else "failed"}
+
+
+def list_commands(conn: Connection, agent_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    rows = conn.execute(select(commands).where(commands.c.agent_id == agent_id)
+                        .order_by(commands.c.created_at_ms.desc()).limit(limit)).mappings().all()
+    return [dict(r) | {"result": json.loads(r["result_json"]) if r["result_json"] else None} for r in rows]
+
+
+def add_message(conn: Connection, agent: dict[str, Any], kind: str, body: dict[str, Any], *,
+                dataset: str | None = None, seq: int | None = None, blob_key: str | None = None) -> int:
+    assert kind in MESSAGE_KINDS
+    res = conn.execute(insert(messages).values(
+        agent_id=agent["agent_id"], unit=agent["unit"], kind=kind, dataset=dataset, seq=seq,
+        body_json=json.dumps(body, ensure_ascii=False), blob_key=blob_key, created_at_ms=now_ms()))
+    return int(res.inserted_primary_key[0])
+
+
+def list_messages(conn: Connection, *, agent_id: str | None = None, kind: str | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+    q = select(messages).order_by(messages.c.id.desc()).limit(limit)
+    if agent_id:
+        q = q.where(messages.c.agent_id == agent_id)
+    if kind:
+        q = q.where(messages.c.kind == kind)
+    return [dict(r) | {"body": json.loads(r["body_json"])} for r in conn.execute(q).mappings()]
