@@ -189,7 +189,7 @@ def apply_file(ctx: Context, path: Path, dataset: str, received_at: dt.datetime 
 
 def acknowledge(ctx: Context, out: BatchOutcome, hh: bytes) -> None:
     counts = {"rows": out.rows, "inserted": out.inserted, "updated": out.updated,
-              "deleted": out.deleted, "quarantined": out.quarantined, "duplicate": out.duplicate}
+              "deleted": out.deleted, "quarantined": out.quarantined, "duplicate": int(out.duplicate)}
     receipt = envelope.sign_receipt(ctx.keys[0], hh, out.dataset, out.seq, counts,
                                     getattr(out, "checksum", {}) or {}, int(time.time() * 1000))
     ctx.client.ack(out.dataset, out.seq, receipt)

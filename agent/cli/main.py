@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         mod = importlib.import_module(f".{name}_cmd", __package__)
         mod.register(sub)
+    # the common options are accepted after the subcommand too (`edx-agent status --json`);
+    # SUPPRESS keeps a value given before the subcommand when it is not repeated after it
+    for sp in set(sub.choices.values()):
+        sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output")
     return p
 
 
