@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import time
 from importlib import import_module
 from typing import Any, Iterator, Sequence
@@ -405,6 +406,7 @@ class BaseConnector:
                 t1 = time.perf_counter()
                 result.rows = self._load(conn, stg, schema, source, quar, shadow=False)
                 t2 = time.perf_counter()
+                self._drop_quarantined_keys(conn, stg, schema, quar)
                 self._quarantine_nulls(conn, stg, schema, quar)
                 ins, upd, dele, dkeys = self._merge(conn, target, stg, schema, quar)
                 result.inserted, result.updated, result.deleted = ins, upd, dele
@@ -561,6 +563,22 @@ class BaseConnector:
                 self._quarantine_staged(conn, stg, schema, quar, [int(o)], None, _reason(e))
         return totals[0], totals[1], totals[2], totals[3]
 
+    def _drop_quarantined_keys(self, conn: sa.Connection, stg: str, schema: Schema, quar: Quarantine) -> None:
+        """A key with a refused record is left as it was: its other records of the batch are dropped too."""
+        if not quar.entries:
+            return
+        conv = self._converters(schema, shadow=False)
+        idx = [schema.names.index(k) for k in schema.primary_key]
+        cond = " AND ".join(f"{self.q(k)} = {self.ph}" for k in schema.primary_key)
+        params = []
+        for e in quar.entries:
+            key = json.loads(e["key_json"])
+            if any(key[k] is None for k in schema.primary_key):
+                continue
+            params.append(tuple(conv[i](key[k]) if conv[i] else key[k] for i, k in zip(idx, schema.primary_key)))
+        if params:
+            conn.exec_driver_sql(f"DELETE FROM {stg} WHERE {cond}", params)
+
     def _quarantine_nulls(self, conn: sa.Connection, stg: str, schema: Schema, quar: Quarantine) -> None:
         """Staging columns are nullable (D records carry keys only); NOT NULL is checked here, set-based."""
         required = [c.name for c in schema.columns if not c.nullable and c.name not in schema.primary_key]
@@ -605,7 +623,8 @@ class BaseConnector:
         return checksum_rows(schema, self._stream_rows(conn, f"SELECT {cols} FROM {src}"))
 
     def _stream_rows(self, conn: sa.Connection, sql: str) -> Iterator[Sequence[Any]]:
-        res = conn.execution_options(stream_results=True, max_row_buffer=10000).exec_driver_sql(sql)
+        # per statement: Connection.execution_options() would make every later statement a server cursor
+        res = conn.exec_driver_sql(sql, execution_options={"stream_results": True, "max_row_buffer": 10000})
         for part in res.partitions(10000):
             yield from part
 
@@ -616,9 +635,22 @@ class BaseConnector:
 
     # --- probe and errors ---------------------------------------------------------------------------
 
+    version_sql = "SELECT version()"
+
     def probe(self, schema_name: str | None = None) -> list[ProbeItem]:
+        """Connection, privileges (tried on a scratch table) and settings, each with a remedy."""
         from ._probe import run_probe
         return run_probe(self, schema_name)
+
+    def _probe_settings(self, conn: sa.Connection, schema_name: str | None) -> list[ProbeItem]:
+        return []
+
+    def grant_hint(self, step: str, schema_name: str | None) -> str:
+        """The statement a DBA runs to give the sync account what ``step`` needs (docs/grants/)."""
+        return f"Give the sync account the {step} privilege in the target schema (docs/grants/)."
+
+    def _rename(self, conn: sa.Connection, qold: str, new: str, schema_name: str | None) -> None:
+        conn.exec_driver_sql(f"ALTER TABLE {qold} RENAME TO {self.q(self._names(new, schema_name)[1])}")
 
     def classify(self, exc: BaseException) -> AgentError:
         from ._errors import classify

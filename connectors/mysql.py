@@ -29,11 +29,11 @@ from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission,
 from agent.schema import Column, PortableType, Schema
 
 from ._load import Converter
-from .api import Capabilities
+from .api import Capabilities, ProbeItem
 from .base import BaseConnector, Refused
 
 SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
-_COL_RE = re.compile(r"column '([^']+)'")
+_COL_RE = re.compile(r"column '([^']+)'", re.IGNORECASE)
 # error numbers -> tree (server errors 1xxx/4xxx, client errors 2xxx)
 _UNAVAILABLE = {2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1077, 1081, 1152, 1158, 1159, 1160, 1161, 1927}
 _BUSY = {1205, 1213, 1637, 3572}
@@ -130,6 +130,57 @@ class MySQLConnector(BaseConnector):
         # one RENAME TABLE statement is atomic: readers see the old table or the new one
         conn.exec_driver_sql(f"RENAME TABLE {live} TO {old}, {shadow} TO {live}" if live_exists
                              else f"RENAME TABLE {shadow} TO {live}")
+
+    def _rename(self, conn: sa.Connection, qold: str, new: str, schema_name: str | None) -> None:
+        conn.exec_driver_sql(f"RENAME TABLE {qold} TO {self.qname(new, schema_name)}")
+
+    # --- probe ---------------------------------------------------------------------------------
+
+    version_sql = "SELECT VERSION()"
+    _GRANTS = {"create": "CREATE", "insert": "INSERT", "update": "UPDATE", "delete": "DELETE",
+               "staging": "CREATE, DROP", "rename": "ALTER, CREATE, DROP, INSERT", "drop": "DROP"}
+
+    def grant_hint(self, step: str, schema_name: str | None) -> str:
+        db = schema_name or self.engine.url.database or "DATABASE"
+        user = self.engine.url.username or "edx_sync"
+        return (f"GRANT {self._GRANTS.get(step, 'ALL')} ON `{db}`.* TO '{user}'@'%'; "
+                "(the full least-privilege set is in docs/grants/mysql.sql)")
+
+    def _probe_settings(self, conn: sa.Connection, schema_name: str | None) -> list[ProbeItem]:
+        v = dict(conn.exec_driver_sql(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('local_infile', 'innodb_buffer_pool_size', "
+            "'character_set_server', 'time_zone', 'system_time_zone', 'max_allowed_packet')").all())
+        s = conn.exec_driver_sql("SELECT @@session.sql_mode, @@session.time_zone, @@character_set_client, "
+                                 "@@character_set_connection, @@character_set_results").one()
+        items = []
+        on = str(v.get("local_infile", "OFF")).upper() in ("ON", "1")
+        items.append(ProbeItem(
+            "mysql:local_infile", on,
+            "ON: batches load with LOAD DATA LOCAL INFILE" if on else
+            "OFF: batches fall back to multi-row INSERT, several times slower",
+            "" if on else "SET GLOBAL local_infile = 1; and local_infile = 1 under [mysqld] in my.cnf"))
+        pool = int(v.get("innodb_buffer_pool_size", 0) or 0)
+        items.append(ProbeItem(
+            "mysql:innodb_buffer_pool_size", pool >= 256 << 20, f"{pool >> 20} MiB",
+            "" if pool >= 256 << 20 else "Raise innodb_buffer_pool_size so the synced tables' indexes fit "
+            "(at least 256 MiB; 50-70% of RAM on a dedicated server)."))
+        cs = v.get("character_set_server", "")
+        items.append(ProbeItem(
+            "mysql:character_set_server", cs == "utf8mb4", cs,
+            "" if cs == "utf8mb4" else "character-set-server = utf8mb4 in my.cnf: the agent's own tables are "
+            "utf8mb4 anyway, but tables others create for it would lose 4-byte characters."))
+        conn_cs = {s[2], s[3], s[4]}
+        items.append(ProbeItem(
+            "mysql:connection_charset", conn_cs == {"utf8mb4"}, ", ".join(sorted(conn_cs)),
+            "" if conn_cs == {"utf8mb4"} else "Remove charset= from database.url (the agent uses utf8mb4)."))
+        items.append(ProbeItem(
+            "mysql:time_zone", s[1] == "+00:00",
+            f"server {v.get('time_zone')} (system {v.get('system_time_zone')}); agent sessions use {s[1]}",
+            "" if s[1] == "+00:00" else "Do not override time_zone for the agent's sessions."))
+        strict = "STRICT_ALL_TABLES" in (s[0] or "")
+        items.append(ProbeItem("mysql:sql_mode", strict, f"session {s[0]}",
+                               "" if strict else "Do not override sql_mode for the agent's sessions."))
+        return items
 
     # --- session checks ---------------------------------------------------------------------------
 

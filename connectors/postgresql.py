@@ -21,7 +21,7 @@ from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission,
 from agent.schema import Column, PortableType, Schema
 
 from ._load import Converter
-from .api import Capabilities
+from .api import Capabilities, ProbeItem
 from .base import BaseConnector, Refused
 
 _COL_RE = re.compile(r'column "([^"]+)"')
@@ -50,7 +50,16 @@ class PostgreSQLConnector(BaseConnector):
         args = dict(options.pop("connect_args", {}))
         # every session in UTC and UTF-8, whatever the server's or the agent's defaults
         args.setdefault("options", "-c TimeZone=UTC -c client_encoding=UTF8")
-        return sa.create_engine(u, pool_pre_ping=True, connect_args=args, **options)
+        engine = sa.create_engine(u, pool_pre_ping=True, connect_args=args, **options)
+
+        @sa.event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _rec: Any) -> None:
+            # json as its stored text (psycopg would parse it): the checksum hashes the canonical text
+            from psycopg.types.string import TextLoader
+            for name in ("json", "jsonb"):
+                dbapi_conn.adapters.register_loader(name, TextLoader)
+
+        return engine
 
     # --- DDL -------------------------------------------------------------------------------------
 
@@ -114,6 +123,37 @@ class PostgreSQLConnector(BaseConnector):
         # the key gets the name PostgreSQL would give it, as for a table created by a changes batch
         conn.exec_driver_sql(f"ALTER TABLE {live} RENAME CONSTRAINT {self.q(self._shadow_pk or 'pk')} "
                              f"TO {self.q(table[:58] + '_pkey')}")
+
+    # --- probe ---------------------------------------------------------------------------------
+
+    version_sql = "SHOW server_version"
+
+    def grant_hint(self, step: str, schema_name: str | None) -> str:
+        schema = schema_name or "public"
+        db = self.engine.url.database or "DATABASE"
+        user = self.engine.url.username or "edx_sync"
+        if step == "staging":
+            return f'GRANT TEMPORARY ON DATABASE "{db}" TO "{user}"; (docs/grants/postgresql.sql)'
+        return f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{user}"; (docs/grants/postgresql.sql)'
+
+    def _probe_settings(self, conn: sa.Connection, schema_name: str | None) -> list[ProbeItem]:
+        enc, cenc, tz = conn.exec_driver_sql(
+            "SELECT current_setting('server_encoding'), current_setting('client_encoding'), "
+            "current_setting('TimeZone')").one()
+        items = [
+            ProbeItem("postgresql:server_encoding", enc.upper() == "UTF8", enc,
+                      "" if enc.upper() == "UTF8" else "Create the target database with ENCODING 'UTF8' "
+                      "(TEMPLATE template0): 4-byte and GB18030-only characters need it."),
+            ProbeItem("postgresql:client_encoding", cenc.upper() == "UTF8", cenc,
+                      "" if cenc.upper() == "UTF8" else "Do not override client_encoding for the agent."),
+            ProbeItem("postgresql:timezone", tz.upper() in ("UTC", "ETC/UTC"), f"agent sessions use {tz}",
+                      "" if tz.upper() in ("UTC", "ETC/UTC") else "Do not override TimeZone for the agent."),
+        ]
+        if schema_name:
+            exists = conn.exec_driver_sql("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema_name,)).first()
+            items.append(ProbeItem("postgresql:schema", exists is not None, schema_name,
+                                   "" if exists else f'CREATE SCHEMA "{schema_name}" AUTHORIZATION <sync user>;'))
+        return items
 
     # --- session checks ---------------------------------------------------------------------------
 

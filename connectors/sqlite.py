@@ -22,7 +22,7 @@ from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission,
 from agent.schema import Column, PortableType, Schema
 
 from ._load import Converter
-from .api import Capabilities
+from .api import Capabilities, ProbeItem
 from .base import BaseConnector
 
 _INT32 = (-(1 << 31), (1 << 31) - 1)
@@ -42,6 +42,14 @@ def _bool(text: str) -> int:
     return int(text)
 
 
+def _max_length(n: int) -> Converter:
+    def check(text: str) -> str:
+        if len(text) > n:
+            raise ValueError(f"{len(text)} characters exceed string({n})")
+        return text
+    return check
+
+
 def _binary(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
 
@@ -57,8 +65,8 @@ class SQLiteConnector(BaseConnector):
                                 max_identifier_length=128, schemas=False, timezone_type=False,
                                 row_quarantine=True)
 
-    _STORAGE = {"int32": "INTEGER", "int64": "INTEGER", "bool": "INTEGER", "float64": "REAL",
-                "binary": "BLOB"}
+    # INT, not INTEGER: an INTEGER PRIMARY KEY is the rowid and turns a NULL key into a new number
+    _STORAGE = {"int32": "INT", "int64": "INT", "bool": "INT", "float64": "REAL", "binary": "BLOB"}
 
     def _create_engine(self, url: str, options: dict[str, Any]) -> sa.Engine:
         engine = sa.create_engine(url, **options)
@@ -111,11 +119,31 @@ class SQLiteConnector(BaseConnector):
             conn.exec_driver_sql(f"DROP TABLE {self.qname(table, schema_name)}")
         conn.exec_driver_sql(f"ALTER TABLE {shadow} RENAME TO {self.q(self._names(table, schema_name)[1])}")
 
+    # --- probe ---------------------------------------------------------------------------------
+
+    version_sql = "SELECT sqlite_version()"
+
+    def grant_hint(self, step: str, schema_name: str | None) -> str:
+        return ("Make the database file and its directory writable by the agent's user "
+                "(WAL mode writes -wal and -shm files next to it).")
+
+    def _probe_settings(self, conn: sa.Connection, schema_name: str | None) -> list[ProbeItem]:
+        version = sqlite3.sqlite_version_info
+        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        return [
+            ProbeItem("sqlite:version", version >= (3, 37), sqlite3.sqlite_version,
+                      "" if version >= (3, 37) else "SQLite 3.37 or newer is needed for STRICT tables."),
+            ProbeItem("sqlite:journal_mode", str(mode).lower() == "wal", str(mode),
+                      "" if str(mode).lower() == "wal" else "The file system must support WAL (not a network share)."),
+        ]
+
     # --- loading and merge -------------------------------------------------------------------------
 
     def _converters(self, schema: Schema, *, shadow: bool) -> list[Converter]:
         conv = {"int32": _int32, "int64": int, "float64": float, "bool": _bool, "binary": _binary}
-        return [conv.get(c.type.base) for c in schema.columns]
+        # SQLite stores any length: string(n) is checked here so a too-long value is refused as elsewhere
+        return [_max_length(c.type.length or 0) if c.type.base == "string" else conv.get(c.type.base)
+                for c in schema.columns]
 
     def _upsert_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
         keys = ", ".join(self.q(k) for k in schema.primary_key)
