@@ -259,6 +259,14 @@ class PostgreSQLConnector(BaseConnector):
     def _error_class(self, orig: BaseException) -> type | None:
         state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or ""
         if not state:
+            # psycopg reports a refused connection without a SQLSTATE; the server's FATAL text says why
+            text = str(orig)
+            if "FATAL" in text:
+                if re.search(r'database "[^"]*" does not exist', text):
+                    return DatabaseConfigError
+                if re.search(r'role "[^"]*" does not exist|password authentication failed|pg_hba\.conf|'
+                             r'permission denied', text):
+                    return DatabasePermission
             try:
                 import psycopg
                 if isinstance(orig, psycopg.OperationalError):

@@ -10,6 +10,8 @@ Everything else is text in the payload's canonical form, which round-trips exact
 from __future__ import annotations
 
 import base64
+import functools
+import json
 import re
 import sqlite3
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy import event
 
 from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
                           DataError)
+from agent.payload import encode_value
 from agent.schema import Column, PortableType, Schema
 
 from ._load import Converter
@@ -48,6 +51,11 @@ def _max_length(n: int) -> Converter:
             raise ValueError(f"{len(text)} characters exceed string({n})")
         return text
     return check
+
+
+def _json(text: str) -> str:
+    json.loads(text)  # valid JSON or refused; the canonical text itself is stored
+    return text
 
 
 def _binary(text: str) -> bytes:
@@ -141,9 +149,20 @@ class SQLiteConnector(BaseConnector):
 
     def _converters(self, schema: Schema, *, shadow: bool) -> list[Converter]:
         conv = {"int32": _int32, "int64": int, "float64": float, "bool": _bool, "binary": _binary}
-        # SQLite stores any length: string(n) is checked here so a too-long value is refused as elsewhere
-        return [_max_length(c.type.length or 0) if c.type.base == "string" else conv.get(c.type.base)
-                for c in schema.columns]
+        out: list[Converter] = []
+        for c in schema.columns:
+            b = c.type.base
+            if b == "string":   # SQLite stores any length: checked here, refused as elsewhere
+                out.append(_max_length(c.type.length or 0))
+            elif b in conv:
+                out.append(conv[b])
+            elif b == "text":
+                out.append(None)
+            elif b == "json":
+                out.append(_json)
+            else:               # kept as text: must be the canonical text of its type, as other databases check
+                out.append(functools.partial(encode_value, c.type))
+        return out
 
     def _upsert_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
         keys = ", ".join(self.q(k) for k in schema.primary_key)
