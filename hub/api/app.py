@@ -98,6 +98,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def create_app(ctx: HubContext) -> FastAPI:
     from . import admin_routes, agent_routes, status_routes
+    from ..web import fleet_pages, metrics
 
     app = FastAPI(
         title="edx hub: agent protocol",
@@ -135,7 +136,10 @@ def create_app(ctx: HubContext) -> FastAPI:
     app.include_router(agent_routes.router)
     app.include_router(status_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(fleet_pages.router)
+    app.include_router(metrics.router)
     app.add_middleware(BodyGuard, ctx=ctx)
+    metrics.install(app, ctx)  # outermost: times everything, refusals included
     return app
 
 

@@ -1,0 +1,1 @@
+"""The platform team's web surface: the fleet dashboard (server-rendered HTML), its JSON twin, and /metrics."""
