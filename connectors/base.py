@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 
+from agent import faults
 from agent.errors import (AgentError, DataError, DriverMissing, IntegrityError,
                           ReconciliationError, SchemaConflict)
 from agent.payload import Checksum, iter_records
@@ -405,18 +406,23 @@ class BaseConnector:
                     stg = self._create_staging(conn, self.aux_name("stg", meta.table), schema, meta.schema_name)
                 t1 = time.perf_counter()
                 result.rows = self._load(conn, stg, schema, source, quar, shadow=False)
+                faults.point("staging_load")
                 t2 = time.perf_counter()
                 self._drop_quarantined_keys(conn, stg, schema, quar)
                 self._quarantine_nulls(conn, stg, schema, quar)
                 ins, upd, dele, dkeys = self._merge(conn, target, stg, schema, quar)
+                faults.point("merge")
                 result.inserted, result.updated, result.deleted = ins, upd, dele
                 t3 = time.perf_counter()
                 ck = self._checksum(conn, target, schema, join_stg=stg)
                 self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, dkeys)
+                faults.point("checkpoint_write")
                 if transactional:
                     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stg}")
                 source.finish()
+                faults.point("commit")
                 t4 = time.perf_counter()
+            faults.point("committed")
             result.phases = {"prepare": t1 - t0, "load": t2 - t1, "merge": t3 - t2, "checksum": t4 - t3,
                              "commit": time.perf_counter() - t4}
         finally:
@@ -453,6 +459,7 @@ class BaseConnector:
                         self._create_shadow(conn, shadow, schema, bulk=False, pk_name=pk_name)
                 t1 = time.perf_counter()
                 result.rows = self._load(conn, shadow, schema, source, quar, shadow=True, redo=redo)
+                faults.point("staging_load")
                 t2 = time.perf_counter()
                 ck = self._checksum(conn, shadow, schema)
                 live_exists = self._table_exists(conn, table, sn)
@@ -461,9 +468,12 @@ class BaseConnector:
                 t3 = time.perf_counter()
                 if transactional:
                     self._swap(conn, table, sn, shadow, old, live_exists)
+                    faults.point("merge")
                     swapped = True
                     _meta.write_schema(conn, self._meta()[_meta.SCHEMA], self._schema_key(table, sn), schema, _meta.utcnow())
                     self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, 0)
+                    faults.point("checkpoint_write")
+                    faults.point("commit")
                 else:
                     # everything that can fail runs before the swap; the swap itself commits (MySQL)
                     result.quarantined = len(quar)
@@ -471,13 +481,17 @@ class BaseConnector:
                 source.finish()
             if not transactional:
                 self._swap(conn, table, sn, shadow, old, live_exists)
+                faults.point("merge")
                 swapped = True
                 conn.commit()
                 with conn.begin():
                     cp = self._read_cp(conn, meta, lock=True)
                     _meta.write_schema(conn, self._meta()[_meta.SCHEMA], self._schema_key(table, sn), schema, _meta.utcnow())
                     self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, 0)
+                    faults.point("checkpoint_write")
+                    faults.point("commit")
                 self._drop_quietly(conn, old)
+            faults.point("committed")
             result.phases = {"prepare": t1 - t0, "load": t2 - t1, "checksum": t3 - t2,
                              "swap_commit": time.perf_counter() - t3}
         finally:
