@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import structlog
 
-from . import envelope
+from . import envelope, faults
 from .client import HubClient
 from .config import AgentConfig
 from .errors import AgentError, DataError, IntegrityError, is_transient
@@ -135,6 +135,7 @@ def apply_file(ctx: Context, path: Path, dataset: str, received_at: dt.datetime 
     """Verify, decrypt and apply one spooled batch; return what it did (no ack here)."""
     t0 = time.monotonic()
     header, decision = open_checked(ctx, path, dataset)
+    faults.point("verify")
     out = BatchOutcome(dataset, header.batch_seq, kind=header.kind, bytes=path.stat().st_size)
     out.phases["verify"] = time.monotonic() - t0
     if decision == "duplicate":
@@ -145,6 +146,7 @@ def apply_file(ctx: Context, path: Path, dataset: str, received_at: dt.datetime 
     with path.open("rb") as f:
         envelope.read_header(f, trusted=ctx.hub_keys, allowed_suites=ctx.allowed_suites)
         source = PayloadSource(envelope.open_payload(f, header, ctx.keys))
+        faults.point("decrypt")
         m = source.manifest
         problems = []
         if m.dataset != dataset:
@@ -248,8 +250,11 @@ def _apply_and_ack(ctx: Context, path: Path, dataset: str, listing: dict[str, An
     if hh is None:  # duplicate found before apply: take the identity from the header
         with path.open("rb") as f:
             hh = envelope.read_header(f, trusted=ctx.hub_keys, allowed_suites=ctx.allowed_suites).hh
+    faults.point("ack")
     acknowledge(ctx, out, hh)
+    faults.point("acked")
     ctx.spool.remove(dataset, seq)
+    faults.point("spool_cleanup")
     status = ctx.state.status()["datasets"].get(dataset, {})
     ctx.state.update_status(
         dataset, last_seq=out.seq, last_applied_at=now_iso(), state="ok", last_error=None,

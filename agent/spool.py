@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from . import faults
 from .client import HubClient, iter_body
 from .errors import IntegrityError, SpoolFull
 from .fsutil import fsync_dir, fsync_file
@@ -81,6 +82,7 @@ class Spool:
             with part.open("ab" if have else "wb") as f:
                 for chunk in iter_body(resp):
                     f.write(chunk)
+                    faults.point("download_chunk")
                     h.update(chunk)
                 fsync_file(f, part)
         except OSError as e:
@@ -92,6 +94,7 @@ class Spool:
             raise DownloadCorrupt(f"{dataset}#{seq}")
         os.replace(part, final)
         fsync_dir(final.parent)
+        faults.point("downloaded")
         log.info("batch_downloaded", dataset=dataset, seq=seq, bytes=final.stat().st_size,
                  resumed_from=have)
         return final
