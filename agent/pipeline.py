@@ -194,6 +194,7 @@ def acknowledge(ctx: Context, out: BatchOutcome, hh: bytes) -> None:
               "deleted": out.deleted, "quarantined": out.quarantined, "duplicate": int(out.duplicate)}
     receipt = envelope.sign_receipt(ctx.keys[0], hh, out.dataset, out.seq, counts,
                                     getattr(out, "checksum", {}) or {}, int(time.time() * 1000))
+    ctx.state.keep_receipt(receipt)
     ctx.client.ack(out.dataset, out.seq, receipt)
 
 

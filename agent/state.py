@@ -106,6 +106,26 @@ class StateDir:
     def save_enrolment(self, enr: Enrolment) -> None:
         atomic_write_json(self.root / "enrolment.json", enr.to_dict())
 
+    # -- receipts: our own signed copies, verifiable offline (`edx-agent receipts verify`)
+    @property
+    def receipts_path(self) -> Path:
+        return self.root / "receipts.jsonl"
+
+    def keep_receipt(self, receipt: dict[str, Any]) -> None:
+        import json
+
+        with self.receipts_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(receipt, sort_keys=True, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def receipts(self) -> list[dict[str, Any]]:
+        import json
+
+        if not self.receipts_path.exists():
+            return []
+        return [json.loads(line) for line in self.receipts_path.read_text(encoding="utf-8").splitlines() if line]
+
     # -- grants and status
     def grants(self) -> list[dict[str, Any]]:
         return read_json(self.root / "grants.json", {"grants": []})["grants"]

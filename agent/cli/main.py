@@ -16,7 +16,7 @@ from typing import Sequence
 from .. import __version__, logs
 from ..errors import EXIT_SOFTWARE, EXIT_USAGE, AgentError
 
-COMMANDS = ["init", "enrol", "check", "doctor", "test", "sync", "status", "resync", "feedback", "selftest", "demo", "version", "run", "audit"]
+COMMANDS = ["init", "enrol", "check", "doctor", "test", "sync", "status", "resync", "feedback", "selftest", "schema", "receipts", "demo", "version", "run", "audit"]
 
 
 def build_parser() -> argparse.ArgumentParser:
