@@ -8,8 +8,9 @@ as the rows, so the decision and the state can never disagree after a crash.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from . import errors as E
 from .header import BatchHeader
@@ -72,7 +73,8 @@ def check_sequence(header: BatchHeader, last_seq: int, last_hh: bytes | None,
 
     * ``seq <= last_seq``: 'duplicate' if its ``hh`` equals the one stored for that sequence (ack again,
       apply nothing), else envelope-replayed;
-    * a snapshot with ``seq > last_seq``: 'apply' whatever ``prev_hh`` says (a snapshot rebases the chain);
+    * a snapshot with ``seq >= last_seq``: 'apply' whatever ``prev_hh`` says (a snapshot rebases the chain;
+      ``seq == last_seq`` is a resync of the current state, docs/architecture.md §Sequences);
     * changes: ``seq == last_seq + 1`` and ``prev_hh == last_hh`` (all zero when ``last_seq == 0``):
       'apply'; a larger seq raises envelope-gap; another ``prev_hh`` raises envelope-fork.
 
@@ -86,6 +88,11 @@ def check_sequence(header: BatchHeader, last_seq: int, last_hh: bytes | None,
         known = known_hh_for_seq(seq) if callable(known_hh_for_seq) else known_hh_for_seq
         if known is not None and consteq(bytes(known), header.hh):
             return "duplicate"
+        if header.kind == "snapshot" and seq == last_seq:
+            # a resync: the platform's state as of the last applied sequence, sealed afresh. Applying it
+            # reproduces the state the table already should have, so even a replayed copy cannot move
+            # the table in time; an older snapshot could, and is refused below.
+            return "apply"
         raise E.Replayed(f"seq {seq} <= last applied {last_seq} and hh {header.hh_hex} "
                          f"{'differs from the applied batch' if known is not None else 'is not on record'}")
     if header.kind == "snapshot":

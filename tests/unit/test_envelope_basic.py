@@ -8,15 +8,40 @@ import os
 
 import pytest
 
-from agent.errors import IntegrityError, KeyFileError
 from agent.envelope import (
-    AgentKeys, AgentPublicKeys, BadMagic, ChainFork, ChunkInvalid, ChunkTruncated, Expired, HeaderMalformed,
-    Limits, PayloadIncomplete, Replayed, SequenceGap, SignatureInvalid, SignerKey, SignerNotValid,
-    SignerUnknown, Suite, SuiteNotAllowed, TooLarge, TrailingData, UnsupportedVersion, VerifyKey, WrongDataset,
-    WrongRecipient, ZERO_HH, check_context, check_sequence, generate_agent_keys, open_payload, read_header,
+    AgentKeys,
+    AgentPublicKeys,
+    BadMagic,
+    ChainFork,
+    ChunkInvalid,
+    ChunkTruncated,
+    Expired,
+    HeaderMalformed,
+    Limits,
+    PayloadIncomplete,
+    Replayed,
+    SequenceGap,
+    SignatureInvalid,
+    SignerKey,
+    SignerNotValid,
+    SignerUnknown,
+    Suite,
+    SuiteNotAllowed,
+    TooLarge,
+    TrailingData,
+    UnsupportedVersion,
+    VerifyKey,
+    WrongDataset,
+    WrongRecipient,
+    check_context,
+    check_sequence,
+    generate_agent_keys,
+    open_payload,
+    read_header,
     verify_stream,
 )
 from agent.envelope.testing import KeyRing, open_bytes, seal_bytes
+from agent.errors import IntegrityError, KeyFileError
 
 SUITES = [Suite.INTL1, Suite.GM1]
 PAYLOAD = ("{\"format\":\"edx-csv/1\"}\n" + "".join(f'I,"S{i:05d}","张三{i}",NULL\n' for i in range(3000))).encode()
@@ -205,8 +230,10 @@ def test_sequence_rules(ring: KeyRing) -> None:
         check_sequence(bad_first, 0, None)
     _, snap = seal_bytes(ring, b"s", batch_seq=7, prev_hh=os.urandom(32), kind="snapshot")
     assert check_sequence(snap, 2, h2.hh) == "apply"  # a snapshot rebases the chain
-    with pytest.raises(Replayed):
-        check_sequence(snap, 7, h2.hh, None)
+    assert check_sequence(snap, 7, h2.hh, None) == "apply"  # a resync: the state as of the last seq again
+    assert check_sequence(snap, 7, h2.hh, snap.hh) == "duplicate"
+    with pytest.raises(Replayed):  # an older snapshot would move the table back in time
+        check_sequence(snap, 8, h2.hh, None)
 
 
 def test_every_error_is_an_integrity_error_with_a_code() -> None:
