@@ -10,9 +10,8 @@ few milliseconds; the SM2 ones about 0.1 s in pure Python (``include_sm2=False``
 
 from __future__ import annotations
 
-import io
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -9,8 +9,9 @@ mean the same batch, and every deviation has its own error code.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from . import errors as E
 from .keys import VerifyKey

@@ -69,7 +69,7 @@ class AgentPublicKeys:
             raise KeyFileError("key_id does not match the public keys")
         object.__setattr__(self, "key_id", kid)
 
-    def validate(self) -> "AgentPublicKeys":
+    def validate(self) -> AgentPublicKeys:
         """Check both keys are well-formed points/keys for the suite (the hub calls this at enrolment)."""
         p = get_provider(self.suite)
         try:
@@ -84,7 +84,7 @@ class AgentPublicKeys:
                 "enc_public": self.enc_public.hex(), "sign_public": self.sign_public.hex()}
 
     @classmethod
-    def from_dict(cls, doc: Any) -> "AgentPublicKeys":
+    def from_dict(cls, doc: Any) -> AgentPublicKeys:
         suite = _suite(doc)
         _check_kind(doc, "edx-agent-public")
         k = cls(suite, _hex(doc.get("enc_public"), "enc_public"), _hex(doc.get("sign_public"), "sign_public"))
@@ -123,7 +123,7 @@ class AgentKeys:
                 "created_at_ms": self.created_at_ms}
 
     @classmethod
-    def from_dict(cls, doc: Any) -> "AgentKeys":
+    def from_dict(cls, doc: Any) -> AgentKeys:
         suite = _suite(doc)
         _check_kind(doc, "edx-agent-keys")
         p = get_provider(suite)
@@ -173,7 +173,7 @@ class VerifyKey:
     def allows(self, dataset_id: str) -> bool:
         return self.datasets is None or dataset_id in self.datasets
 
-    def with_validity(self, valid_from_ms: int | None = None, valid_until_ms: int | None = None) -> "VerifyKey":
+    def with_validity(self, valid_from_ms: int | None = None, valid_until_ms: int | None = None) -> VerifyKey:
         return replace(self,
                        valid_from_ms=self.valid_from_ms if valid_from_ms is None else valid_from_ms,
                        valid_until_ms=self.valid_until_ms if valid_until_ms is None else valid_until_ms)
@@ -187,7 +187,7 @@ class VerifyKey:
         return d
 
     @classmethod
-    def from_dict(cls, doc: Any) -> "VerifyKey":
+    def from_dict(cls, doc: Any) -> VerifyKey:
         suite = _suite(doc)
         _check_kind(doc, "edx-verify-key")
         pub = _hex(doc.get("public"), "public")
@@ -234,7 +234,7 @@ class SignerKey:
                 "private": self.private.hex(), "public": self.public_bytes.hex()}
 
     @classmethod
-    def from_dict(cls, doc: Any) -> "SignerKey":
+    def from_dict(cls, doc: Any) -> SignerKey:
         suite = _suite(doc)
         _check_kind(doc, "edx-signer-key")
         priv = _hex(doc.get("private"), "private")

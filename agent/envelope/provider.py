@@ -18,10 +18,15 @@ from enum import IntEnum
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import hpke
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -40,7 +45,7 @@ class Suite(IntEnum):
         return {Suite.INTL1: "INTL-1", Suite.GM1: "GM-1"}[self]
 
     @classmethod
-    def parse(cls, value: Any) -> "Suite":
+    def parse(cls, value: Any) -> Suite:
         """Suite from an int, an enum or a label ("INTL-1", "GM-1"); ValueError otherwise."""
         if isinstance(value, Suite):
             return value

@@ -9,8 +9,9 @@ the agent's evidence of receipt (GB/T 39786 不可否认性): it names the batch
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from . import errors as E
 from .keys import AgentKeys, AgentPublicKeys, SignerKey, VerifyKey

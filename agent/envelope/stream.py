@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 import zstandard
 
 from . import errors as E
 from .header import (
-    COMPRESSION_ZSTD, DEFAULT_CHUNK, DST_SIG, KINDS, LABEL_STREAM, LABEL_WRAP, PAYLOAD_EDX_CSV1,
-    BatchHeader, batch_hash, check_chunk_size, encode_body, encode_tbs,
+    COMPRESSION_ZSTD,
+    DEFAULT_CHUNK,
+    DST_SIG,
+    KINDS,
+    LABEL_STREAM,
+    LABEL_WRAP,
+    PAYLOAD_EDX_CSV1,
+    BatchHeader,
+    batch_hash,
+    check_chunk_size,
+    encode_body,
+    encode_tbs,
 )
 from .keys import AgentKeys, AgentPublicKeys, SignerKey
 from .provider import TAG_LEN, Suite, consteq, get_provider, random_bytes

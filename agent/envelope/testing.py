@@ -7,8 +7,9 @@ compress → seal → read_header → check_context → verify_stream → open_p
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .header import DEFAULT_CHUNK, BatchHeader, read_header
 from .keys import AgentKeys, SignerKey, generate_agent_keys, generate_signer_key
@@ -28,7 +29,7 @@ class KeyRing:
     previous: list[AgentKeys] = field(default_factory=list)
 
     @classmethod
-    def generate(cls, suite: Suite | int = Suite.INTL1, agent_id: str = "agent-1") -> "KeyRing":
+    def generate(cls, suite: Suite | int = Suite.INTL1, agent_id: str = "agent-1") -> KeyRing:
         s = Suite.parse(suite)
         return cls(s, generate_signer_key(s), generate_agent_keys(s), agent_id)
 
@@ -88,7 +89,13 @@ def craft(ring: KeyRing, compressed: bytes, *, uncompressed_len: int, chunk_size
     (or a forger holding a signing key) could send: the agent must still refuse it with the right code.
     """
     from .header import (
-        COMPRESSION_ZSTD, DST_SIG, PAYLOAD_EDX_CSV1, batch_hash, encode_tbs, encode_tlvs, header_fields,
+        COMPRESSION_ZSTD,
+        DST_SIG,
+        PAYLOAD_EDX_CSV1,
+        batch_hash,
+        encode_tbs,
+        encode_tlvs,
+        header_fields,
     )
     from .provider import get_provider
     from .stream import PayloadInfo, derive_stream_key, wrap_info

@@ -19,7 +19,14 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from agent.envelope import (
-    AgentKeys, EnvelopeError, SignerKey, Suite, check_context, check_sequence, open_payload, read_header,
+    AgentKeys,
+    EnvelopeError,
+    SignerKey,
+    Suite,
+    check_context,
+    check_sequence,
+    open_payload,
+    read_header,
     verify_stream,
 )
 

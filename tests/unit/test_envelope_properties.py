@@ -13,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.envelope import (
-    BatchHeader, EnvelopeError, Suite, check_context, open_payload, read_header, verify_stream,
+    BatchHeader,
+    EnvelopeError,
+    Suite,
+    check_context,
+    open_payload,
+    read_header,
+    verify_stream,
 )
 from agent.envelope.header import MAGIC
 from agent.envelope.testing import KeyRing, open_bytes, seal_bytes

@@ -9,8 +9,17 @@ import json
 import pytest
 
 from agent.envelope import (
-    ReceiptInvalid, SignerNotValid, Suite, TrustUpdateInvalid, generate_agent_keys, generate_signer_key,
-    read_header, sign_receipt, sign_trust_update, verify_receipt, verify_trust_update,
+    ReceiptInvalid,
+    SignerNotValid,
+    Suite,
+    TrustUpdateInvalid,
+    generate_agent_keys,
+    generate_signer_key,
+    read_header,
+    sign_receipt,
+    sign_trust_update,
+    verify_receipt,
+    verify_trust_update,
 )
 from agent.envelope.testing import KeyRing, seal_bytes
 from agent.payload import Checksum

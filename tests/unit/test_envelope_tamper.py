@@ -21,8 +21,17 @@ import random
 import pytest
 
 from agent.envelope import (
-    ChunkInvalid, ChunkTruncated, DecompressionBomb, EnvelopeError, HeaderMalformed, SignerNotValid, Suite,
-    check_context, open_payload, read_header, verify_stream,
+    ChunkInvalid,
+    ChunkTruncated,
+    DecompressionBomb,
+    EnvelopeError,
+    HeaderMalformed,
+    SignerNotValid,
+    Suite,
+    check_context,
+    open_payload,
+    read_header,
+    verify_stream,
 )
 from agent.envelope.header import PREFIX_LEN
 from agent.envelope.testing import KeyRing, craft, seal_bytes, zstd_frame
