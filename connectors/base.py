@@ -132,6 +132,10 @@ class BaseConnector:
         tables = self._meta()
         with self.engine.begin() as conn:
             next(iter(tables.values())).metadata.create_all(conn, checkfirst=True)
+            if not self.capabilities.transactional_ddl:  # a crash skips the finally that drops helper tables,
+                for t in sa.inspect(conn).get_table_names():  # and a committed staging table holds a row copy
+                    if t.startswith(("edx_stg_", "edx_new_", "edx_old_")):
+                        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.q(t)}")
         self._checked.add("meta")
 
     @translated
