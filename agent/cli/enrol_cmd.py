@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 from .. import envelope
+from .. import audit
 from ..client import HubClient, NO_RETRY
 from ..config import load
 from ..errors import HubProtocolError, KeyFileError
@@ -30,15 +31,17 @@ def run(args: Any) -> int:
     if not url:
         raise HubProtocolError("no hub URL", remedy="Pass --hub URL or set hub.url in the configuration.")
     client = HubClient.from_config(cfg, base_url=url, retry=NO_RETRY)
-    ans = client.enrol(args.token.strip(), socket.gethostname(), keys.public().to_dict())
-    try:
-        hub_keys = [envelope.VerifyKey.from_dict(k).to_dict() for k in ans["hub_keys"]]
-        enr = Enrolment(agent_id=ans["agent_id"], unit=ans["unit"], hub_url=url, hub_keys=hub_keys,
-                        key_id=kid, previous_key_ids=[], enrolled_at=now_iso(),
-                        api_version=str(ans.get("api_version", "1")))
-    except (KeyError, TypeError, ValueError) as e:
-        raise HubProtocolError(f"enrolment answer is incomplete: {e}") from None
-    state.save_enrolment(enr)
+    with audit.for_config(cfg).action("enrolment", hub=url, key_id=kid) as extra:
+        ans = client.enrol(args.token.strip(), socket.gethostname(), keys.public().to_dict())
+        try:
+            hub_keys = [envelope.VerifyKey.from_dict(k).to_dict() for k in ans["hub_keys"]]
+            enr = Enrolment(agent_id=ans["agent_id"], unit=ans["unit"], hub_url=url, hub_keys=hub_keys,
+                            key_id=kid, previous_key_ids=[], enrolled_at=now_iso(),
+                            api_version=str(ans.get("api_version", "1")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise HubProtocolError(f"enrolment answer is incomplete: {e}") from None
+        state.save_enrolment(enr)
+        extra.update(agent_id=enr.agent_id, unit=enr.unit, hub_keys=len(hub_keys))
     state.save_grants(ans.get("grants", []))
     datasets = ", ".join(g["dataset"] for g in ans.get("grants", [])) or "(none yet)"
     print(f"enrolled as {enr.agent_id} for unit {enr.unit}")

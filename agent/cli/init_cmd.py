@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import envelope
+from .. import audit, envelope
 from ..config import load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_bytes
@@ -95,6 +95,7 @@ def run(args: Any) -> int:
     keys = envelope.generate_agent_keys(envelope.Suite(SUITES[args.suite]))
     kid = state.save_keys(keys)
     state.set_current_key(kid)
+    audit.for_config(cfg).record("init", config=str(path), key_id=kid, suite=args.suite, overwrote=bool(args.force))
     print(f"wrote {path}")
     print(f"generated {args.suite} keys {kid} in {state.keys_dir} (mode 0600)")
     print("next: edx-agent enrol --config {} --token TOKEN --hub URL".format(path))

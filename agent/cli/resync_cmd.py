@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .. import audit
 from ..config import load
 from ..errors import ConfigError
 from ..pipeline import sync_dataset
@@ -29,7 +30,7 @@ def run(args: Any) -> int:
     table = cfg.table_for(args.dataset)
     if not args.yes and not confirm(f"Replace every row of table {table} with a fresh snapshot of {args.dataset}?"):
         raise ConfigError("resync not confirmed", remedy="Answer y, or pass --yes in scripts.")
-    ctx = build_context(cfg)
+    ctx = build_context(cfg, audit=audit.for_config(cfg).record)
     try:
         ctx.client.resync(args.dataset)
         ctx.audit("resync_requested", dataset=args.dataset, outcome="ok")

@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from .. import audit
 from ..config import load
 from ..errors import EXIT_FAILED, AgentError, NotFound
 from ..pipeline import BatchOutcome, record_error, sync_dataset
@@ -43,6 +44,9 @@ def sync_all(ctx: Any, only: list[str] | None = None, echo: bool = True) -> tupl
     for g in active:
         try:
             outcomes += sync_dataset(ctx, g, progress=show)
+            if ctx.state.status().get("datasets", {}).get(g["dataset"], {}).get("state", "ok") != "ok":
+                # a clean pass clears an earlier error, so status (and a running daemon) see it fixed
+                ctx.state.update_status(g["dataset"], state="ok", last_error=None)
         except AgentError as e:
             record_error(ctx, g["dataset"], e)
             errors.append((g["dataset"], e))
@@ -51,10 +55,14 @@ def sync_all(ctx: Any, only: list[str] | None = None, echo: bool = True) -> tupl
 
 def run(args: Any) -> int:
     cfg = load(args.config)
-    ctx = build_context(cfg)
+    log = audit.for_config(cfg)
+    ctx = build_context(cfg, audit=log.record)
     t0 = time.monotonic()
     try:
-        outcomes, errors = sync_all(ctx, args.dataset, echo=not args.json)
+        with audit.correlation(), log.action("sync", datasets=args.dataset or "all") as extra:
+            outcomes, errors = sync_all(ctx, args.dataset, echo=not args.json)
+            extra.update(batches=sum(1 for o in outcomes if not o.duplicate),
+                         failed={d: e.code for d, e in errors})
     finally:
         ctx.connector.close()
         ctx.client.close()
