@@ -6,11 +6,16 @@ sysexits-style ``exit_code``. Whether a failure is retried is decided by the ``T
 ``Terminal`` markers and nothing else. Driver and HTTP errors are translated into this tree at
 their seam (a connector's ``classify()``, the hub client); code above the seams never catches a
 driver's exception. The hub uses the same tree so both sides speak the same codes.
+
+Templates and remedies are written in English and translated when the error is shown (``str()``,
+``remedy_text``, ``to_dict()``) into the language agent.i18n has chosen; the code never changes.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from .i18n import _
 
 # sysexits-style exit codes (documented in docs/operations.md)
 EXIT_OK = 0
@@ -40,11 +45,32 @@ class AgentError(Exception):
             self.remedy_text = remedy
         else:
             self.remedy_text = type(self).remedy
+        super().__init__(self._render(type(self).message))  # args keep the English text
+
+    def _render(self, template: str) -> str:
         try:
-            text = type(self).message.format(detail=detail, **context)
+            return template.format(detail=self.detail, **self.context)
         except (KeyError, IndexError):
-            text = f"{type(self).message} {detail}".strip()
-        super().__init__(text)
+            return f"{template} {self.detail}".strip()
+
+    def __str__(self) -> str:
+        """The message in the current language; the detail (data from the failure) is not translated."""
+        translated = _(type(self).message)
+        if translated == type(self).message:
+            return super().__str__()
+        try:
+            return translated.format(detail=self.detail, **self.context)
+        except (KeyError, IndexError, ValueError):  # a broken translation must not hide the error
+            return super().__str__()
+
+    @property
+    def remedy_text(self) -> str:
+        """What to do, in the current language."""
+        return _(self._remedy) if self._remedy else ""
+
+    @remedy_text.setter
+    def remedy_text(self, value: str) -> None:
+        self._remedy = value or ""
 
     @property
     def text(self) -> str:
