@@ -2,11 +2,14 @@
 
 The server URLs come from tests/conftest.py (EDX_TEST_MYSQL_URL, EDX_TEST_PG_URL: one place for the
 whole repository). An unreachable server skips on a developer's machine and fails with CI=true.
+Oracle and SQL Server join the suite only when EDX_TEST_ORACLE_URL / EDX_TEST_MSSQL_URL name a server
+(none can run here); they use the account's own schema, with a table of its own per test.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from typing import Any, Iterable, Sequence
 
@@ -20,7 +23,9 @@ from agent.schema import Schema
 from connectors.api import ApplyResult, BatchMeta
 from tests.conftest import PG_URL, fresh_mysql_database, unavailable
 
-CONNECTORS = ["sqlite", "mysql", "postgresql"]
+ORACLE_URL = os.environ.get("EDX_TEST_ORACLE_URL", "")
+MSSQL_URL = os.environ.get("EDX_TEST_MSSQL_URL", "")
+CONNECTORS = ["sqlite", "mysql", "postgresql"] + (["oracle"] if ORACLE_URL else []) + (["sqlserver"] if MSSQL_URL else [])
 
 
 class MemorySource:
@@ -81,6 +86,16 @@ def fresh_url(kind: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
         return f"sqlite:///{path}", lambda: None
     if kind == "mysql":
         return fresh_mysql_database()
+    if kind in ("oracle", "sqlserver"):
+        url = ORACLE_URL if kind == "oracle" else MSSQL_URL
+        try:   # a missing driver or ODBC library counts as unreachable: skipped here, a failure in CI
+            probe = connectors.connect(url)
+            with probe.engine.connect():
+                pass
+            probe.close()
+        except Exception as e:  # noqa: BLE001 - unreachable or refused: same outcome here
+            unavailable(kind, e)
+        return url, lambda: None
     return _fresh_pg()
 
 
