@@ -7,6 +7,7 @@ from typing import Any
 
 from ..config import load, permission_problems
 from ..errors import EXIT_CONFIG, ConfigError
+from ..i18n import _
 from ..state import StateDir
 
 
@@ -26,7 +27,8 @@ def run(args: Any) -> int:
         problems += permission_problems(cfg)
         state = StateDir(cfg.state_dir)
         if not state.pending_key_id():
-            problems.append(f"agent.state_dir: no keys in {state.keys_dir} (run `edx-agent init`)")
+            problems.append(_("agent.state_dir: no keys in {keys_dir} (run `edx-agent init`)")
+                            .format(keys_dir=state.keys_dir))
         import connectors
         try:
             connectors.connector_class(cfg.database.url)
@@ -35,9 +37,9 @@ def run(args: Any) -> int:
     if args.json:
         print(json.dumps({"ok": not problems, "problems": problems}, ensure_ascii=False))
     elif problems:
-        print("configuration has problems:")
+        print(_("configuration has problems:"))
         for p in problems:
             print(f"  ✗ {p}")
     else:
-        print("✓ configuration is valid")
+        print("✓ " + _("configuration is valid"))
     return EXIT_CONFIG if problems else 0
