@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ..config import load
+from ..i18n import _
 from ..state import StateDir
 
 
@@ -36,24 +37,26 @@ def run(args: Any) -> int:
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return 0
     if not doc["enrolled"]:
-        print("not enrolled yet: run `edx-agent enrol --token T --hub URL`")
+        print(_("not enrolled yet: run `edx-agent enrol --token T --hub URL`"))
         return 0
-    print(f"agent {doc['agent_id']} (unit {doc['unit']}) → {doc['hub']}")
+    print(_("agent {agent_id} (unit {unit}) → {hub}").format(agent_id=doc["agent_id"], unit=doc["unit"],
+                                                              hub=doc["hub"]))
     if not doc["datasets"]:
-        print("  no datasets granted yet")
+        print("  " + _("no datasets granted yet"))
     for d in doc["datasets"]:
         last = d.get("last_batch") or {}
         err = d.get("last_error")
         line = (f"  {d['dataset']:<20} table={d['table']:<20} seq={d.get('last_seq', '-')!s:<6} "
-                f"rows={d.get('rows_total', 0):<9} state={d.get('state', 'never synced')}")
+                f"rows={d.get('rows_total', 0):<9} state={d.get('state') or _('never synced')}")
         if d.get("last_applied_at"):
             line += f" last={d['last_applied_at']}"
         print(line)
         if last:
-            print(f"      last batch #{last.get('seq')} {last.get('kind')}: {last.get('rows')} rows, "
-                  f"{last.get('quarantined', 0)} quarantined, {last.get('seconds')}s")
+            print("      " + _("last batch #{seq} {kind}: {rows} rows, {quarantined} quarantined, {seconds}s")
+                  .format(seq=last.get("seq"), kind=last.get("kind"), rows=last.get("rows"),
+                          quarantined=last.get("quarantined", 0), seconds=last.get("seconds")))
         if err:
-            print(f"      last error [{err.get('code')}] {err.get('message')}")
+            print("      " + _("last error") + f" [{err.get('code')}] {err.get('message')}")
             if err.get("remedy"):
-                print(f"      what to do: {err['remedy']}")
+                print("      " + _("what to do:") + f" {_(err['remedy'])}")
     return 0
