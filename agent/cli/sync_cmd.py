@@ -9,6 +9,7 @@ from typing import Any
 from .. import audit
 from ..config import load
 from ..errors import EXIT_FAILED, AgentError, NotFound
+from ..i18n import _
 from ..pipeline import BatchOutcome, record_error, sync_dataset
 from ..runtime import build_context
 
@@ -36,10 +37,13 @@ def sync_all(ctx: Any, only: list[str] | None = None, echo: bool = True) -> tupl
 
     def show(o: BatchOutcome) -> None:
         if echo and not o.duplicate:
-            print(f"  {o.dataset} #{o.seq} {o.kind}: {o.rows} rows "
-                  f"(+{o.inserted} ~{o.updated} -{o.deleted} quarantined {o.quarantined}) in {o.seconds:.2f}s")
+            print("  " + _("{dataset} #{seq} {kind}: {rows} rows (+{inserted} ~{updated} -{deleted} "
+                           "quarantined {quarantined}) in {seconds:.2f}s").format(
+                dataset=o.dataset, seq=o.seq, kind=o.kind, rows=o.rows, inserted=o.inserted,
+                updated=o.updated, deleted=o.deleted, quarantined=o.quarantined, seconds=o.seconds))
         elif echo:
-            print(f"  {o.dataset} #{o.seq}: already applied, acknowledged again")
+            print("  " + _("{dataset} #{seq}: already applied, acknowledged again").format(
+                dataset=o.dataset, seq=o.seq))
 
     for g in active:
         try:
@@ -72,12 +76,12 @@ def run(args: Any) -> int:
                           "rows": sum(o.rows for o in applied),
                           "errors": [{"dataset": d, **e.to_dict()} for d, e in errors]}, ensure_ascii=False))
     else:
-        print(f"applied {len(applied)} batch(es), {sum(o.rows for o in applied)} rows "
-              f"in {time.monotonic() - t0:.2f}s")
+        print(_("applied {batches} batch(es), {rows} rows in {seconds:.2f}s").format(
+            batches=len(applied), rows=sum(o.rows for o in applied), seconds=time.monotonic() - t0))
         for d, e in errors:
             print(f"  ✗ {d}: [{e.code}] {e}")
             if e.remedy_text:
-                print(f"    what to do: {e.remedy_text}")
+                print("    " + _("what to do:") + f" {e.remedy_text}")
     if errors:
         return max(e.exit_code for _, e in errors) or EXIT_FAILED
     return 0
