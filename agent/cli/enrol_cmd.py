@@ -10,6 +10,7 @@ from .. import audit
 from ..client import HubClient, NO_RETRY
 from ..config import load
 from ..errors import HubProtocolError, KeyFileError
+from ..i18n import N_, _
 from ..state import Enrolment, StateDir, now_iso
 
 
@@ -25,11 +26,11 @@ def run(args: Any) -> int:
     state = StateDir(cfg.state_dir)
     kid = state.pending_key_id()
     if not kid:
-        raise KeyFileError(f"no key in {state.keys_dir}", remedy="Run `edx-agent init` first.")
+        raise KeyFileError(f"no key in {state.keys_dir}", remedy=N_("Run `edx-agent init` first."))
     keys = state.load_keys(kid)
     url = args.hub or cfg.hub.url
     if not url:
-        raise HubProtocolError("no hub URL", remedy="Pass --hub URL or set hub.url in the configuration.")
+        raise HubProtocolError("no hub URL", remedy=N_("Pass --hub URL or set hub.url in the configuration."))
     client = HubClient.from_config(cfg, base_url=url, retry=NO_RETRY)
     with audit.for_config(cfg).action("enrolment", hub=url, key_id=kid) as extra:
         ans = client.enrol(args.token.strip(), socket.gethostname(), keys.public().to_dict())
@@ -43,7 +44,8 @@ def run(args: Any) -> int:
         state.save_enrolment(enr)
         extra.update(agent_id=enr.agent_id, unit=enr.unit, hub_keys=len(hub_keys))
     state.save_grants(ans.get("grants", []))
-    datasets = ", ".join(g["dataset"] for g in ans.get("grants", [])) or "(none yet)"
-    print(f"enrolled as {enr.agent_id} for unit {enr.unit}")
-    print(f"pinned {len(hub_keys)} platform signing key(s); granted datasets: {datasets}")
+    datasets = ", ".join(g["dataset"] for g in ans.get("grants", [])) or _("(none yet)")
+    print(_("enrolled as {agent_id} for unit {unit}").format(agent_id=enr.agent_id, unit=enr.unit))
+    print(_("pinned {count} platform signing key(s); granted datasets: {datasets}").format(
+        count=len(hub_keys), datasets=datasets))
     return 0
