@@ -10,6 +10,7 @@ from .. import audit, envelope
 from ..config import load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_bytes
+from ..i18n import N_, _
 from ..state import SUITES, StateDir
 
 TEMPLATE = '''\
@@ -84,7 +85,7 @@ def run(args: Any) -> int:
         raise ConfigError("init needs --config PATH (where to write the configuration)")
     path = Path(args.config)
     if path.exists() and not args.force:
-        raise ConfigError(f"{path} already exists", remedy="Use --force to overwrite it, or pick another path.")
+        raise ConfigError(f"{path} already exists", remedy=N_("Use --force to overwrite it, or pick another path."))
     state_dir = args.state_dir or "state"
     text = TEMPLATE.format(config=path, name=args.name, state_dir=state_dir, hub=args.hub,
                            database=args.database, suite=args.suite)
@@ -96,7 +97,8 @@ def run(args: Any) -> int:
     kid = state.save_keys(keys)
     state.set_current_key(kid)
     audit.for_config(cfg).record("init", config=str(path), key_id=kid, suite=args.suite, overwrote=bool(args.force))
-    print(f"wrote {path}")
-    print(f"generated {args.suite} keys {kid} in {state.keys_dir} (mode 0600)")
-    print("next: edx-agent enrol --config {} --token TOKEN --hub URL".format(path))
+    print(_("wrote {path}").format(path=path))
+    print(_("generated {suite} keys {key_id} in {keys_dir} (mode 0600)").format(
+        suite=args.suite, key_id=kid, keys_dir=state.keys_dir))
+    print(_("next: edx-agent enrol --config {path} --token TOKEN --hub URL").format(path=path))
     return 0
