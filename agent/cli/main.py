@@ -13,8 +13,9 @@ import os
 import sys
 from typing import Sequence
 
-from .. import __version__, logs
+from .. import __version__, i18n, logs
 from ..errors import EXIT_SOFTWARE, EXIT_USAGE, AgentError
+from ..i18n import _
 
 COMMANDS = ["init", "enrol", "check", "doctor", "test", "sync", "status", "resync", "feedback", "selftest", "schema", "receipts", "demo", "version", "run", "audit"]
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS keeps a value given before the subcommand when it is not repeated after it
     for sp in set(sub.choices.values()):
         sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--lang", choices=["zh", "en"], default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable output")
     return p
@@ -47,13 +49,13 @@ def _print_error(err: AgentError, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"ok": False, "error": err.to_dict()}, ensure_ascii=False))
         return
-    print(f"error [{err.code}]: {err}", file=sys.stderr)
+    print(_("error") + f" [{err.code}]: {err}", file=sys.stderr)
     problems = getattr(err, "problems", None)
     if problems:
         for line in problems:
             print(f"  - {line}", file=sys.stderr)
     if err.remedy_text:
-        print(f"  what to do: {err.remedy_text}", file=sys.stderr)
+        print("  " + _("what to do:") + f" {err.remedy_text}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    if args.lang:
-        os.environ["EDX_AGENT_LANG"] = args.lang
+    # --lang (exported as EDX_AGENT_LANG), then the config's agent.lang, then the locale
+    i18n.setup(args.lang, args.config)
     logs.setup(args.log_format, args.log_level)
     try:
         return int(args.func(args) or 0)
@@ -71,14 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(e, getattr(args, "json", False))
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(_("interrupted"), file=sys.stderr)
         return 130
     except Exception as e:  # a bug: say so plainly, with the version, instead of a bare traceback
         if os.environ.get("EDX_AGENT_DEBUG"):
             raise
-        print(f"internal error in edx-agent {__version__}: {type(e).__name__}: {e}\n"
-              "  what to do: run again with EDX_AGENT_DEBUG=1 for the traceback and report it.",
-              file=sys.stderr)
+        print(_("internal error in edx-agent {version}: {error}").format(
+                  version=__version__, error=f"{type(e).__name__}: {e}") + "\n  " + _("what to do:") + " "
+              + _("run again with EDX_AGENT_DEBUG=1 for the traceback and report it."), file=sys.stderr)
         return EXIT_SOFTWARE
 
 
