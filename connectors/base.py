@@ -62,6 +62,9 @@ class BaseConnector:
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
         self.checksum_in_sql = options.pop("checksum_in_sql", True)
+        # "always": every apply reads back its rows' checksum (the receipt carries it); "expected": only
+        # when the batch brings the hub's figure to compare with (saves one pass over the rows)
+        self.reconcile = options.pop("reconcile", "always")
         self.chunk_rows = int(options.pop("chunk_rows", 5000))
         self._import_driver()
         self.engine = self._create_engine(url, options)
@@ -371,12 +374,15 @@ class BaseConnector:
             raise IntegrityError(f"batch {meta.dataset}#{meta.seq} follows #{meta.prev_seq} but the target "
                                  f"holds #{have}", remedy="Resync the dataset with a snapshot.")
 
+    def _wants_checksum(self, meta: BatchMeta) -> bool:
+        return self.reconcile == "always" or meta.expected_checksum is not None
+
     def _finish_batch(self, conn: sa.Connection, meta: BatchMeta, schema: Schema, quar: Quarantine,
-                      result: ApplyResult, cp_exists: bool, ck: Checksum, deleted_keys: int) -> None:
+                      result: ApplyResult, cp_exists: bool, ck: Checksum | None, deleted_keys: int) -> None:
         """Checksum, reconciliation, quarantine, lineage and checkpoint: the end of every transaction."""
         result.quarantined = len(quar)
-        result.checksum = {**ck.to_dict(), "deleted": deleted_keys}
-        if quar.entries:
+        result.checksum = {} if ck is None else {**ck.to_dict(), "deleted": deleted_keys}
+        if quar.entries and ck is not None:
             result.checksum["quarantined"] = len(quar)
         exp = meta.expected_checksum
         # with quarantined rows the hub's figure covers rows that were refused on purpose
@@ -418,7 +424,7 @@ class BaseConnector:
                 faults.point("merge")
                 result.inserted, result.updated, result.deleted = ins, upd, dele
                 t3 = time.perf_counter()
-                ck = self._checksum(conn, target, schema, join_stg=stg)
+                ck = self._checksum(conn, target, schema, join_stg=stg) if self._wants_checksum(meta) else None
                 self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, dkeys)
                 faults.point("checkpoint_write")
                 if transactional:
@@ -465,9 +471,9 @@ class BaseConnector:
                 result.rows = self._load(conn, shadow, schema, source, quar, shadow=True, redo=redo)
                 faults.point("staging_load")
                 t2 = time.perf_counter()
-                ck = self._checksum(conn, shadow, schema)
+                ck = self._checksum(conn, shadow, schema) if self._wants_checksum(meta) else None
                 live_exists = self._table_exists(conn, table, sn)
-                result.inserted = ck.count
+                result.inserted = ck.count if ck is not None else result.rows - len(quar)
                 result.deleted = self._count(conn, self.qname(table, sn)) if live_exists else 0
                 t3 = time.perf_counter()
                 if transactional:
@@ -502,8 +508,10 @@ class BaseConnector:
             if not transactional and not swapped:
                 self._drop_quietly(conn, shadow)
 
-    def _reconcile_only(self, meta: BatchMeta, quar: Quarantine, ck: Checksum) -> None:
+    def _reconcile_only(self, meta: BatchMeta, quar: Quarantine, ck: Checksum | None) -> None:
         exp = meta.expected_checksum
+        if ck is None:
+            return
         got = {**ck.to_dict(), "deleted": 0}
         if exp is not None and not quar.entries and (
                 int(exp.get("rows", -1)) != got["rows"] or str(exp.get("sum64", "")).lower() != got["sum64"]
@@ -526,6 +534,10 @@ class BaseConnector:
 
     def _pk_join(self, schema: Schema, a: str = "t", b: str = "s") -> str:
         return " AND ".join(f"{a}.{self.q(k)} = {b}.{self.q(k)}" for k in schema.primary_key)
+
+    def _dedup(self, conn: sa.Connection, stg: str, schema: Schema) -> None:
+        """Keep only the last staged record of each key (the merge then needs no ordering)."""
+        conn.exec_driver_sql(self._dedup_sql(stg, schema))
 
     def _dedup_sql(self, stg: str, schema: Schema) -> str:
         keys = ", ".join(self.q(k) for k in schema.primary_key)
@@ -560,7 +572,7 @@ class BaseConnector:
 
     def _merge(self, conn: sa.Connection, target: str, stg: str, schema: Schema,
                quar: Quarantine) -> tuple[int, int, int, int]:
-        conn.exec_driver_sql(self._dedup_sql(stg, schema))
+        self._dedup(conn, stg, schema)
         try:
             with conn.begin_nested():
                 return self._merge_sets(conn, target, stg, schema)
