@@ -46,8 +46,9 @@ def run(args: Any) -> int:
     for d in doc["datasets"]:
         last = d.get("last_batch") or {}
         err = d.get("last_error")
+        state = d.get("state") or _("never synced")
         line = (f"  {d['dataset']:<20} table={d['table']:<20} seq={d.get('last_seq', '-')!s:<6} "
-                f"rows={d.get('rows_total', 0):<9} state={d.get('state') or _('never synced')}")
+                f"rows={d.get('rows_total', 0):<9} state={state}")
         if d.get("last_applied_at"):
             line += f" last={d['last_applied_at']}"
         print(line)
