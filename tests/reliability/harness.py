@@ -311,6 +311,7 @@ class Rig:
     spool_dir: Path | None = None
     state_dir: Path | None = None
     extra_config: dict[str, Any] = field(default_factory=dict)
+    db_proxy: Any = None                  # a FaultProxy in front of the database server
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +325,12 @@ class Rig:
                         for d in self.datasets}
         self.db_url, self._drop = fresh_database(self.backend, self.workdir)
         self.target = Target(self.db_url)
+        if self.db_proxy is not None:
+            self.db_proxy.upstream = ("127.0.0.1", server_port(self.db_url))
+            url = sa.engine.make_url(via_port(self.db_url, self.db_proxy.port))
+            if url.get_backend_name() == "postgresql":  # plain wire protocol, so the proxy can read it
+                url = url.update_query_dict({"sslmode": "disable"})
+            self.db_url_for_agent = url.render_as_string(hide_password=False)
         self._hubctx: Any = None
         self.agent_id = ""
         self.runs: list[Run] = []
