@@ -68,7 +68,7 @@ def _fold_types(ptype: PortableType) -> bool:
 
 
 class OracleConnector(BaseConnector):
-    """Oracle Database 12.2+ (11.2 works with 30-byte names) through python-oracledb, thin or thick."""
+    """Oracle Database 12.1+ through python-oracledb thin (11.2 needs thick mode; names then 30 bytes)."""
 
     name = "oracle"
     driver = "oracledb"
