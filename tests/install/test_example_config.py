@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -69,8 +70,8 @@ def test_the_example_with_everything_enabled_is_valid_too() -> None:
 
 
 def run_check(config: Path) -> tuple[int, dict]:
-    res = subprocess.run([*CLI, "--json", "--config", str(config), "check"],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    res = subprocess.run([*CLI, "--json", "--config", str(config), "check"], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT, env=dict(os.environ, EDX_AGENT_LANG="en"))
     return res.returncode, json.loads(res.stdout)
 
 

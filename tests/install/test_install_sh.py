@@ -221,8 +221,8 @@ def test_shellcheck_clean() -> None:
     if not exe:
         unavailable("shellcheck (apt-get install shellcheck)", FileNotFoundError("shellcheck"))
     root = INSTALL.parents[1]
-    res = subprocess.run([exe, str(INSTALL), str(root / "packaging/build-wheelhouse.sh")],
-                         capture_output=True, text=True)
+    res = subprocess.run([exe, str(INSTALL), str(root / "packaging/build-wheelhouse.sh"),
+                          str(root / "scripts/i18n.sh")], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
 
 
