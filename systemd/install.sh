@@ -21,8 +21,8 @@
 #                     no service is started; ownership is set at the image's first boot by
 #                     systemd-sysusers and systemd-tmpfiles. The venv is built in place, so its own
 #                     paths include DIR.
-#   --purge           with --uninstall: also delete the configuration, state (keys, enrolment, spool),
-#                     logs (including the audit log, which 等保 asks to keep 180 days) and the user
+#   --purge           with --uninstall: also delete the configuration, the state (keys, enrolment,
+#                     spool, and the audit log, which 等保 asks to keep 180 days), logs and the user
 #   --lang zh|en      language of messages (default: from EDX_AGENT_LANG, LC_ALL, LC_MESSAGES, LANG)
 #
 # Exit status / 退出码: 0 done; 1 failed; 2 usage; 65 the bundle is corrupt or does not match its
@@ -534,8 +534,8 @@ do_uninstall() {
     say "$(t "removed the service, the unit and $P" "已删除服务、服务单元和 $P")"
     if [ "$PURGE" = 1 ]; then
         rm -rf "$CONF_DIR" "$STATE_DIR" "$LOG_DIR" "$R/run/edx-agent" "$UNIT_DIR/$UNIT.d"
-        say "$(t "purged $CONF_DIR, $STATE_DIR (keys, enrolment), $LOG_DIR (audit log)" \
-                 "已清除 $CONF_DIR、$STATE_DIR（密钥、注册信息）、$LOG_DIR（审计日志）")"
+        say "$(t "purged $CONF_DIR, $STATE_DIR (keys, enrolment, audit log), $LOG_DIR" \
+                 "已清除 $CONF_DIR、$STATE_DIR（密钥、注册信息、审计日志）、$LOG_DIR")"
         if [ "$LIVE" = 1 ] && getent passwd "$SERVICE" >/dev/null; then
             userdel "$SERVICE" 2>/dev/null || true
             getent group "$SERVICE" >/dev/null && { groupdel "$SERVICE" 2>/dev/null || true; }
@@ -544,8 +544,8 @@ do_uninstall() {
         note "$(t "the agent stays registered on the platform until the platform team revokes it" \
                   "平台上的注册记录需由平台技术团队注销")"
     else
-        note "$(t "kept: $CONF_DIR, $STATE_DIR (keys, enrolment, spool), $LOG_DIR, the user $SERVICE and drop-ins; --purge deletes them" \
-                  "已保留：$CONF_DIR、$STATE_DIR（密钥、注册信息、缓存）、$LOG_DIR、用户 $SERVICE 及 drop-in；使用 --purge 可一并删除")"
+        note "$(t "kept: $CONF_DIR, $STATE_DIR (keys, enrolment, spool, audit log), $LOG_DIR, the user $SERVICE and drop-ins; --purge deletes them" \
+                  "已保留：$CONF_DIR、$STATE_DIR（密钥、注册信息、缓存、审计日志）、$LOG_DIR、用户 $SERVICE 及 drop-in；使用 --purge 可一并删除")"
     fi
     if booted; then systemctl daemon-reload; fi
 }
