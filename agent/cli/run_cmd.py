@@ -118,7 +118,10 @@ def run(args: Any) -> int:
     sys.stdout.flush()
     # a worker still inside a batch (or a heartbeat on a black-holed network) would keep the interpreter
     # from exiting; systemd's stop timeout is a promise, so leave without waiting for it
-    deadline = time.monotonic() + 2.0
+    if svc.abandoned:
+        sys.stderr.flush()
+        os._exit(code)
+    deadline = time.monotonic() + 1.0
     for t in threading.enumerate():
         if t is not threading.main_thread() and not t.daemon:
             t.join(max(0.0, deadline - time.monotonic()))

@@ -107,6 +107,7 @@ class Service:
         self._term = False
         self._hub_client: HubClient | None = None
         self._lock_fd: int | None = None
+        self.abandoned: list[str] = []
 
     # ------------------------------------------------------------------ start-up
     def start(self) -> None:
@@ -447,7 +448,7 @@ class Service:
         deadline = time.monotonic() + self.opts.stop_timeout
         while not self.liveness.idle() and time.monotonic() < deadline:
             time.sleep(0.05)
-        abandoned = sorted(self.liveness.running)
+        abandoned = self.abandoned = sorted(self.liveness.running)
         self.audit_record("daemon_stopped", outcome="aborted" if abandoned else "ok", signal=why,
                           uptime_s=round(time.time() - self.started), abandoned=abandoned)
         if abandoned:
