@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from .errors import (AgentDisabled, AgentRevoked, AgentUnknown, KeysInvalid, TokenExpired, TokenUnknown,
+from agent.errors import AgentError
+
+from .errors import (AgentDisabled, AgentNotFound, AgentRevoked, AgentUnknown, KeysInvalid, TokenExpired, TokenUnknown,
                      TokenUsed)
 from .grants import add_grant
 from .store import agents, now_ms, tokens
@@ -71,10 +73,11 @@ def enrol(conn: Connection, token: str, *, hostname: str, agent_version: str, ke
     return get_agent(conn, agent_id)
 
 
-def get_agent(conn: Connection, agent_id: str) -> dict[str, Any]:
+def get_agent(conn: Connection, agent_id: str, missing: type[AgentError] = AgentUnknown) -> dict[str, Any]:
+    """The agent's row; ``missing`` is raised when there is none (401 for callers, 404 for admins)."""
     row = conn.execute(select(agents).where(agents.c.agent_id == agent_id)).mappings().first()
     if row is None:
-        raise AgentUnknown(repr(agent_id))
+        raise missing(repr(agent_id))
     return dict(row)
 
 
@@ -87,7 +90,7 @@ def require_usable(row: dict[str, Any]) -> None:
 
 
 def set_agent_state(conn: Connection, agent_id: str, state: str) -> dict[str, Any]:
-    row = get_agent(conn, agent_id)
+    row = get_agent(conn, agent_id, AgentNotFound)
     if row["state"] == "revoked" and state != "revoked":
         # revocation is final: a compromised key must never be trusted again; enrol anew instead
         raise AgentRevoked(f"agent {agent_id} is revoked; enrol a new agent instead")

@@ -60,6 +60,13 @@ class AgentUnknown(AuthError):
     remedy = "Enrol this agent with a fresh token: `edx-agent enrol --token T --hub URL`."
 
 
+class AgentNotFound(NotFound):
+    code = "agent-not-found"
+    message = "no agent {detail!s}"
+    remedy = "List agents with `edx-hub agent list`."
+    exit_code = EXIT_USAGE
+
+
 class AgentRevoked(AuthError):
     code = "agent-revoked"
     message = "this agent has been revoked by the platform: {detail}"

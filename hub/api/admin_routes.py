@@ -10,6 +10,7 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from ..errors import AgentNotFound
 from .. import catalog, enrolment, grants, status
 from ..context import HubContext
 from .agent_routes import ERRORS
@@ -31,8 +32,8 @@ class TokenCreate(BaseModel):
 class GrantChange(BaseModel):
     unit: str = Field(..., min_length=1, max_length=200)
     dataset: str = Field(..., min_length=1, max_length=63)
-    start_ms: Optional[int] = Field(None, ge=0)
-    end_ms: Optional[int] = Field(None, ge=0)
+    start_ms: Optional[int] = Field(None, ge=0, le=2**62)
+    end_ms: Optional[int] = Field(None, ge=0, le=2**62)
 
 
 class CommandCreate(BaseModel):
@@ -91,7 +92,7 @@ def list_agents(request: Request, unit: Optional[str] = None) -> dict[str, Any]:
 @router.post("/agents/{agent_id}/commands", summary="Queue a command for the agent's next heartbeat")
 def queue_command(request: Request, agent_id: str, body: CommandCreate) -> dict[str, Any]:
     with _ctx(request).engine.begin() as conn:
-        enrolment.get_agent(conn, agent_id)
+        enrolment.get_agent(conn, agent_id, AgentNotFound)
         return {"id": status.queue_command(conn, agent_id, body.type, body.dataset)}
 
 

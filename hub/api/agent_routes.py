@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from .. import delivery
@@ -27,6 +27,8 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 415, 422)}
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+DATASET_PATH = Path(..., max_length=63, pattern=r"^[a-z][a-z0-9_]{0,62}$")
+SEQ_PATH = Path(..., ge=1, le=2**62)
 
 
 def _ctx(request: Request) -> HubContext:
@@ -84,7 +86,8 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     200: {"content": {"application/octet-stream": {}}, "description": "the whole sealed envelope"},
     206: {"content": {"application/octet-stream": {}}, "description": "the requested byte range"},
     **ERRORS, 416: {"model": ErrorBody}}, response_class=Response, summary="Download a sealed envelope")
-def envelope(request: Request, dataset: str, seq: int, agent: dict[str, Any] = Depends(agent_auth)) -> Response:
+def envelope(request: Request, dataset: str = DATASET_PATH, seq: int = SEQ_PATH,
+             agent: dict[str, Any] = Depends(agent_auth)) -> Response:
     ctx = _ctx(request)
     row = delivery.sealed_for_download(ctx, agent, dataset, seq)
     size = row["size"]
@@ -108,7 +111,7 @@ def envelope(request: Request, dataset: str, seq: int, agent: dict[str, Any] = D
 
 @router.post("/batches/{dataset}/{seq}/ack", response_model=AckResponse, responses=ERRORS,
              summary="Acknowledge an applied batch with a signed receipt (idempotent)")
-def ack(request: Request, dataset: str, seq: int, body: AckRequest,
+def ack(request: Request, body: AckRequest, dataset: str = DATASET_PATH, seq: int = SEQ_PATH,
         agent: dict[str, Any] = Depends(agent_auth)) -> dict[str, Any]:
     return delivery.ack(_ctx(request), agent, dataset, seq, body.receipt)
 

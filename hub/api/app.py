@@ -8,9 +8,9 @@ diagnostics bundles), whether or not the client sent Content-Length.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,7 +22,8 @@ from agent.errors import AgentError
 from ..context import HubContext
 from ..errors import ContentTypeUnsupported, RequestInvalid, RequestTooLarge, http_status
 
-log = structlog.get_logger(__name__)
+# stdlib logging for the crash handler: it must never fail itself while rendering an odd exception
+log = logging.getLogger("edx.hub")
 
 _ZIP_TYPES = ("application/zip", "application/octet-stream", "application/x-zip-compressed")
 
@@ -128,7 +129,7 @@ def create_app(ctx: HubContext) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _crash(_req: Request, exc: Exception) -> JSONResponse:
-        log.exception("hub_internal_error", error=type(exc).__name__)
+        log.error("hub_internal_error %s %s: %s", _req.method, _req.url.path, type(exc).__name__, exc_info=exc)
         return JSONResponse({"error": {"code": "hub-internal-error", "message": "internal error",
                                        "remedy": "Retry later; the platform team sees this in the hub's log."}},
                             status_code=500)
@@ -140,7 +141,26 @@ def create_app(ctx: HubContext) -> FastAPI:
     app.include_router(metrics.router)
     app.add_middleware(BodyGuard, ctx=ctx)
     metrics.install(app, ctx)  # outermost: times everything, refusals included
+    _merge_signature_security(app)
     return app
+
+
+def _merge_signature_security(app: FastAPI) -> None:
+    """FastAPI lists the four signature headers as alternatives; the protocol needs all four together."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = base()
+            for ops in doc.get("paths", {}).values():
+                for op in ops.values():
+                    reqs = op.get("security")
+                    if isinstance(reqs, list) and len(reqs) > 1 and all(len(r) == 1 for r in reqs):
+                        op["security"] = [{k: v for r in reqs for k, v in r.items()}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def json_dumps(obj: Any) -> bytes:

@@ -13,7 +13,8 @@ import json
 import random
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import delete
 from starlette.concurrency import run_in_threadpool
 
@@ -49,7 +50,18 @@ def authenticate(ctx: HubContext, headers: Any, method: str, target: str, body: 
     return agent
 
 
-async def agent_auth(request: Request) -> dict[str, Any]:
+# Declared as security schemes so /openapi.json documents the four headers; auto_error is off because
+# the checks (and their error codes) are ours, in ``authenticate``.
+_SCHEMES = [APIKeyHeader(name=h, auto_error=False, scheme_name=h.replace("-", ""), description=d) for h, d in (
+    (reqsign.H_AGENT, "the agent id received at enrolment"),
+    (reqsign.H_TIME, "Unix time in milliseconds when signed"),
+    (reqsign.H_NONCE, "32 lowercase hex characters, never reused"),
+    (reqsign.H_SIGNATURE, "base64 signature over EDX-REQ/v1 (docs/protocol.md)"))]
+_BEARER = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="edx-hub admin-token")
+
+
+async def agent_auth(request: Request, _a: Any = Security(_SCHEMES[0]), _t: Any = Security(_SCHEMES[1]),
+                     _n: Any = Security(_SCHEMES[2]), _s: Any = Security(_SCHEMES[3])) -> dict[str, Any]:
     """FastAPI dependency: the authenticated agent's row."""
     body = await request.body()
     ctx: HubContext = request.app.state.ctx
@@ -65,7 +77,7 @@ def check_admin(ctx: HubContext, authorization: str | None) -> None:
         raise AdminAuthRequired("token does not match")
 
 
-async def admin_auth(request: Request) -> None:
+async def admin_auth(request: Request, _b: HTTPAuthorizationCredentials | None = Security(_BEARER)) -> None:
     """FastAPI dependency for /admin/v1 and /fleet: a bearer token, or the ``edx_admin`` cookie for browsers."""
     ctx: HubContext = request.app.state.ctx
     auth = request.headers.get("authorization")

@@ -169,7 +169,7 @@ class Quarantined(Strict):
 
 class FeedbackRequest(Strict):
     dataset: str = DatasetName
-    seq: Optional[int] = Field(None, ge=0)
+    seq: Optional[int] = Field(None, ge=0, le=2**62)
     message: str = Field(..., min_length=1, max_length=20000)
     keys: Optional[list[Any]] = Field(None, max_length=10000)
     quarantined: Optional[list[Quarantined]] = Field(None, max_length=10000)

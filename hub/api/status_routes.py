@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from pathlib import Path
+import pathlib
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from .. import status
 from ..context import HubContext
@@ -42,10 +42,10 @@ def heartbeat(request: Request, body: HeartbeatRequest,
 
 @router.post("/commands/{command_id}/result", response_model=CommandDone, responses=ERRORS,
              summary="Report the outcome of a command")
-def command_result(request: Request, command_id: str, body: CommandResult,
+def command_result(request: Request, body: CommandResult, command_id: str = Path(..., max_length=40),
                    agent: dict[str, Any] = Depends(agent_auth)) -> dict[str, Any]:
     with _ctx(request).engine.begin() as conn:
-        return status.command_result(conn, agent["agent_id"], command_id[:40], body.ok, body.detail, body.report)
+        return status.command_result(conn, agent["agent_id"], command_id, body.ok, body.detail, body.report)
 
 
 @router.post("/feedback", response_model=Stored, responses=ERRORS,
@@ -91,7 +91,7 @@ def _store_diagnostics(ctx: HubContext, agent: dict[str, Any], body: bytes) -> d
     with tempfile.NamedTemporaryFile(dir=ctx.tmp_dir, delete=False) as f:
         f.write(body)
     key = f"diagnostics/{agent['agent_id']}/{uuid.uuid4().hex}.zip"
-    ctx.blobs.put_file(key, Path(f.name))
+    ctx.blobs.put_file(key, pathlib.Path(f.name))
     with ctx.engine.begin() as conn:
         mid = status.add_message(conn, agent, "diagnostics", {"size": len(body)}, blob_key=key)
     return {"id": mid, "stored": True}

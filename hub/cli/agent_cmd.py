@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import AgentNotFound
 from .. import enrolment, status
 from .common import add_store_options, context, fmt_ms, print_json
 
@@ -56,6 +57,6 @@ def run_state(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     ctx = context(args)
     with ctx.engine.begin() as conn:
-        enrolment.get_agent(conn, args.agent_id)
+        enrolment.get_agent(conn, args.agent_id, AgentNotFound)
         print(status.queue_command(conn, args.agent_id, args.type, args.dataset))
     return 0

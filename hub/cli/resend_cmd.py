@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..enrolment import get_agent
+from ..errors import AgentNotFound
 from ..sealing import drop_sealed
 from .common import add_store_options, context
 
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     ctx = context(args)
     with ctx.engine.connect() as conn:
-        get_agent(conn, args.agent_id)
+        get_agent(conn, args.agent_id, AgentNotFound)
     n = drop_sealed(ctx, args.agent_id, args.dataset, args.from_seq)
     print(f"{n} envelope(s) of {args.dataset} from #{args.from_seq} will be re-sealed for {args.agent_id}")
     return 0

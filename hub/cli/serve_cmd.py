@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heartbeat-interval", type=int, default=30,
                    help="seconds between agent heartbeats, for the fleet's Online/Offline states")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--graceful-timeout", type=int, default=5,
+                   help="seconds to let requests in flight finish on SIGTERM (default 5)")
     p.set_defaults(func=run)
 
 
@@ -66,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     os.environ["EDX_HUB_HEARTBEAT_INTERVAL"] = str(args.heartbeat_interval)
     uvicorn.run("hub.cli.serve_cmd:app_factory", factory=True, host=host, port=port, workers=args.workers,
                 ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, access_log=args.access_log,
-                log_level="warning", timeout_keep_alive=30)
+                log_level="warning", timeout_keep_alive=30, timeout_graceful_shutdown=args.graceful_timeout)
     return 0

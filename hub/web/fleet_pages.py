@@ -13,9 +13,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .. import status
+from ..api.agent_routes import ERRORS
 from ..api.auth import admin_auth, check_admin
 from ..context import HubContext
-from ..errors import AgentUnknown
+from ..errors import AgentNotFound
 from ..fleet import fleet
 from . import render
 
@@ -29,7 +30,7 @@ def _ctx(request: Request) -> HubContext:
 def _one(ctx: HubContext, agent_id: str) -> dict[str, Any]:
     doc = fleet(ctx, agent_id)
     if not doc["agents"]:
-        raise AgentUnknown(repr(agent_id))
+        raise AgentNotFound(repr(agent_id))
     return doc
 
 
@@ -59,13 +60,14 @@ def agent_html(request: Request, agent_id: str) -> Response:
     return HTMLResponse(render.agent_page(doc["agents"][0], doc["generated_at_ms"], reports, msgs, cmds))
 
 
-@router.get("/admin/v1/fleet", tags=["admin"], dependencies=[Depends(admin_auth)],
+@router.get("/admin/v1/fleet", tags=["admin"], dependencies=[Depends(admin_auth)], responses=ERRORS,
             summary="The fleet view as JSON")
 def fleet_json(request: Request) -> dict[str, Any]:
     return fleet(_ctx(request))
 
 
 @router.get("/admin/v1/fleet/agents/{agent_id}", tags=["admin"], dependencies=[Depends(admin_auth)],
+            responses=ERRORS,
             summary="One agent's fleet view, with its reports, feedback and commands")
 def agent_json(request: Request, agent_id: str) -> dict[str, Any]:
     ctx = _ctx(request)

@@ -97,7 +97,9 @@ class HubProcess:
         return env
 
     def start(self, *extra: str) -> None:
-        cmd = [sys.executable, "-m", "hub.cli", "serve", "--listen", f"127.0.0.1:{self.port}", *extra]
+        # 1 s grace: the tests leave keep-alive clients open, which uvicorn would otherwise wait for
+        cmd = [sys.executable, "-m", "hub.cli", "serve", "--listen", f"127.0.0.1:{self.port}",
+               "--graceful-timeout", "1", *extra]
         if self.tls:
             cmd += ["--tls-cert", str(self.tls["cert"]), "--tls-key", str(self.tls["key"])]
         self.log = open(self.data_dir.parent / f"hub-{self.port}.log", "wb")
@@ -107,8 +109,9 @@ class HubProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited: {self.log_text()}")
             try:
-                if self.client().get("/v1/hello").status_code == 200:
-                    return
+                with self.client() as c:
+                    if c.get("/v1/hello").status_code == 200:
+                        return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)

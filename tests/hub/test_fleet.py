@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import unavailable
+
 from .conftest import SCHEMA, HubProcess, students
 
 ARTIFACTS = Path(os.environ.get("EDX_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
@@ -110,7 +112,7 @@ def test_metrics_pass_promtool(fleet_hub, tmp_path):
     assert 'edx_hub_http_requests_total{method="POST",route="/v1/heartbeat",status="200"}' in text
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.fail("promtool is not installed (apt-get install -y prometheus)")
+        unavailable("promtool (apt-get install -y prometheus)", FileNotFoundError("promtool"))
     res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -122,7 +124,7 @@ def test_fleet_dashboard_renders_in_headless_chromium(fleet_hub, tls):
          error={"code": "database-unavailable", "message": "cannot reach MySQL"})
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.fail("chromium is not installed (apt-get install -y chromium)")
+        unavailable("chromium (apt-get install -y chromium fonts-wqy-zenhei)", FileNotFoundError("chromium"))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "fleet.png"
     shot.unlink(missing_ok=True)
