@@ -9,6 +9,6 @@ PY="${PYTHON:-python3}"
 stamp=.venv/.edx-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[all,test]'
+  .venv/bin/python -m pip install -q -e '.[all,hub,test]'
   touch "$stamp"
 fi

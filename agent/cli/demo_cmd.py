@@ -36,6 +36,14 @@ def _agent(*argv: str) -> None:
 
 
 def run(args: Any) -> int:
+    try:
+        import fastapi  # noqa: F401 - the demo runs the reference hub, an optional part
+        import uvicorn  # noqa: F401
+    except ImportError:
+        from ..errors import DriverMissing
+
+        raise DriverMissing("the demo runs the reference hub (edx-hub), which is not installed",
+                            remedy="pip install 'edx-agent[hub]'") from None
     work = Path(args.dir or tempfile.mkdtemp(prefix="edx-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     keep = args.keep or bool(args.dir)
