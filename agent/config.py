@@ -245,7 +245,11 @@ def permission_problems(cfg: AgentConfig) -> list[str]:
     if keys_dir.is_dir():
         candidates += sorted(keys_dir.glob("*.json"))
     if cfg.database.password_file:
-        candidates.append(cfg.path(os.path.expandvars(cfg.database.password_file)))
+        expanded = os.path.expandvars(cfg.database.password_file)
+        # ${CREDENTIALS_DIRECTORY} exists only inside the running service (systemd LoadCredential=);
+        # an offline check outside it has nothing to inspect, which is not a problem
+        if "$" not in expanded:
+            candidates.append(cfg.path(expanded))
     for f in candidates:
         try:
             mode = f.stat().st_mode

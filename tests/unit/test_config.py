@@ -63,3 +63,17 @@ def test_world_readable_secrets_are_reported(tmp_path):
 @pytest.mark.parametrize("text,secs", [("30", 30), ("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), (1.5, 1.5)])
 def test_durations(text, secs):
     assert parse_duration(text) == secs
+
+
+def test_a_systemd_credential_path_is_not_a_problem_outside_the_service(tmp_path, monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    cfg = load(write(tmp_path, '[agent]\nstate_dir = "st"\n[database]\nurl = "sqlite:///x.db"\n'
+                               'password_file = "${CREDENTIALS_DIRECTORY}/db-password"\n'))
+    assert permission_problems(cfg) == []
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "db-password").write_text("pw")
+    os.chmod(creds / "db-password", 0o640)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert cfg.database_password() == "pw"
+    assert "chmod 600" in permission_problems(cfg)[0]
