@@ -89,8 +89,9 @@ def agent_view(agent: dict[str, Any], granted: list[str], ds: dict[str, dict[str
         "last_seen_ms": agent.get("last_seen_ms"), "heartbeats": agent["heartbeats"],
         "config_digest": beat.get("config_digest"), "uptime_s": beat.get("uptime_s"),
         "disk": beat.get("disk") or {}, "certs": beat.get("certs") or {},
-        "clock_skew_ms": (beat["clock_ms"] - beat["received_ms"]) if isinstance(beat.get("clock_ms"), int)
-        and isinstance(beat.get("received_ms"), int) else None,
+        # the agent's clock when it sent its last beat, against ours when we stored it
+        "clock_skew_ms": (beat["clock_ms"] - agent["last_seen_ms"]) if isinstance(beat.get("clock_ms"), int)
+        and agent.get("last_seen_ms") else None,
         "last_error_code": errors[0] if errors else None, "checksum_mismatches": mismatches,
         "datasets": rows,
     }

@@ -145,23 +145,28 @@ def create_app(ctx: HubContext) -> FastAPI:
     return app
 
 
+_UNSIGNED = {("/v1/hello", "get"), ("/v1/enrol", "post")}
+
+
 def _merge_signature_security(app: FastAPI) -> None:
-    """FastAPI lists the four signature headers as alternatives; the protocol needs all four together."""
+    """Document authentication in /openapi.json: the four signature headers together on every signed /v1
+    call, the bearer token on /admin/v1 (the checks themselves are ``agent_auth`` / ``admin_auth``)."""
+    from .auth import ADMIN_SCHEME, SIGNATURE_SCHEMES
+
     base = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = base()
-            for ops in doc.get("paths", {}).values():
-                for op in ops.values():
-                    reqs = op.get("security")
-                    if isinstance(reqs, list) and len(reqs) > 1 and all(len(r) == 1 for r in reqs):
-                        op["security"] = [{k: v for r in reqs for k, v in r.items()}]
+            doc.setdefault("components", {}).setdefault("securitySchemes", {}).update(
+                {**SIGNATURE_SCHEMES, **ADMIN_SCHEME})
+            for path, ops in doc.get("paths", {}).items():
+                for method, op in ops.items():
+                    if path.startswith("/v1/") and (path, method) not in _UNSIGNED:
+                        op["security"] = [{k: [] for k in SIGNATURE_SCHEMES}]
+                    elif path.startswith("/admin/"):
+                        op["security"] = [{k: [] for k in ADMIN_SCHEME}]
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def json_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode()

@@ -8,22 +8,24 @@ unauthenticated caller cannot probe which agents are revoked.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import random
 from typing import Any
 
-from fastapi import Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import delete
+from fastapi import Request
+from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from starlette.concurrency import run_in_threadpool
 
 from agent import reqsign
 
 from ..context import HubContext
-from ..enrolment import get_agent, parse_public_keys, require_usable
-from ..errors import AdminAuthRequired
-from ..store import insert_ignore, nonces, now_ms
+from ..enrolment import parse_public_keys, require_usable
+from ..errors import AdminAuthRequired, AgentUnknown
+from ..store import agents, is_postgres, nonces, now_ms
 
 
 def path_with_query(request: Request) -> str:
@@ -33,35 +35,56 @@ def path_with_query(request: Request) -> str:
     return raw.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
 
 
-def authenticate(ctx: HubContext, headers: Any, method: str, target: str, body: bytes) -> dict[str, Any]:
+# Statements of the hot path built once: constructing SQLAlchemy statements per request cost more CPU
+# than executing them (measured with bench/bench_hub.py).
+_GET_AGENT = select(agents).where(agents.c.agent_id == bindparam("b_aid"))
+_NONCE_SQLITE = sqlite_dialect.insert(nonces).on_conflict_do_nothing().returning(nonces.c.agent_id)
+_NONCE_PG = pg_dialect.insert(nonces).on_conflict_do_nothing().returning(nonces.c.agent_id)
+
+
+@functools.lru_cache(maxsize=16384)
+def _public_keys(keys_json: str) -> Any:
+    # A pure function of the stored text: caching it keeps no state that matters (revocation and
+    # disabling are read from the store on every request), it only saves re-parsing the keys.
+    return parse_public_keys(json.loads(keys_json))
+
+
+def authenticate(ctx: HubContext, headers: Any, method: str, target: str, body: bytes,
+                 conn: Connection | None = None) -> dict[str, Any]:
+    """Check one signed request; inside ``conn``'s transaction when given (the hot path shares it)."""
+    if conn is None:
+        with ctx.engine.begin() as own:
+            return authenticate(ctx, headers, method, target, body, own)
     agent_id, t, nonce, _sig = reqsign.parse_headers(headers)
     now = now_ms()
-    with ctx.engine.begin() as conn:
-        agent = get_agent(conn, agent_id)
-        public = parse_public_keys(json.loads(agent["keys_json"]))
-        reqsign.verify_request(public, headers, method, target, body, now)
-        require_usable(agent)
-        # a nonce must be remembered as long as its request could still pass the clock check
-        expires = max(int(t), now) + reqsign.MAX_SKEW_MS
-        if not insert_ignore(conn, nonces, {"agent_id": agent_id, "nonce": nonce, "expires_ms": expires}):
-            raise reqsign.RequestReplayed(f"nonce {nonce} from agent {agent_id}")
-        if random.random() < 0.01:  # amortised clean-up of nonces nobody can replay any more
-            conn.execute(delete(nonces).where(nonces.c.expires_ms < now))
+    row = conn.execute(_GET_AGENT, {"b_aid": agent_id}).mappings().first()
+    if row is None:
+        raise AgentUnknown(repr(agent_id))
+    agent = dict(row)
+    reqsign.verify_request(_public_keys(agent["keys_json"]), headers, method, target, body, now)
+    require_usable(agent)
+    # a nonce must be remembered as long as its request could still pass the clock check
+    expires = max(int(t), now) + reqsign.MAX_SKEW_MS
+    stmt = _NONCE_PG if is_postgres(conn) else _NONCE_SQLITE
+    if conn.execute(stmt, {"agent_id": agent_id, "nonce": nonce, "expires_ms": expires}).first() is None:
+        raise reqsign.RequestReplayed(f"nonce {nonce} from agent {agent_id}")
+    if random.random() < 0.01:  # amortised clean-up of nonces nobody can replay any more
+        conn.execute(delete(nonces).where(nonces.c.expires_ms < now))
     return agent
 
 
-# Declared as security schemes so /openapi.json documents the four headers; auto_error is off because
-# the checks (and their error codes) are ours, in ``authenticate``.
-_SCHEMES = [APIKeyHeader(name=h, auto_error=False, scheme_name=h.replace("-", ""), description=d) for h, d in (
+# The security schemes of /openapi.json (added by hub.api.app): declared there rather than as FastAPI
+# Security() parameters, which would cost five dependency resolutions on every request of the hot path.
+SIGNATURE_SCHEMES = {h.replace("-", ""): {"type": "apiKey", "in": "header", "name": h, "description": d}
+                     for h, d in (
     (reqsign.H_AGENT, "the agent id received at enrolment"),
     (reqsign.H_TIME, "Unix time in milliseconds when signed"),
     (reqsign.H_NONCE, "32 lowercase hex characters, never reused"),
-    (reqsign.H_SIGNATURE, "base64 signature over EDX-REQ/v1 (docs/protocol.md)"))]
-_BEARER = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="edx-hub admin-token")
+    (reqsign.H_SIGNATURE, "base64 signature over EDX-REQ/v1 (docs/protocol.md)"))}  # noqa: E131
+ADMIN_SCHEME = {"AdminToken": {"type": "http", "scheme": "bearer", "description": "edx-hub admin-token"}}
 
 
-async def agent_auth(request: Request, _a: Any = Security(_SCHEMES[0]), _t: Any = Security(_SCHEMES[1]),
-                     _n: Any = Security(_SCHEMES[2]), _s: Any = Security(_SCHEMES[3])) -> dict[str, Any]:
+async def agent_auth(request: Request) -> dict[str, Any]:
     """FastAPI dependency: the authenticated agent's row."""
     body = await request.body()
     ctx: HubContext = request.app.state.ctx
@@ -77,7 +100,7 @@ def check_admin(ctx: HubContext, authorization: str | None) -> None:
         raise AdminAuthRequired("token does not match")
 
 
-async def admin_auth(request: Request, _b: HTTPAuthorizationCredentials | None = Security(_BEARER)) -> None:
+async def admin_auth(request: Request) -> None:
     """FastAPI dependency for /admin/v1 and /fleet: a bearer token, or the ``edx_admin`` cookie for browsers."""
     ctx: HubContext = request.app.state.ctx
     auth = request.headers.get("authorization")

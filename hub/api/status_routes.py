@@ -7,12 +7,13 @@ unit's records or learn which datasets exist.
 
 from __future__ import annotations
 
+import pathlib
 import tempfile
 import uuid
-import pathlib
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
+from starlette.concurrency import run_in_threadpool
 
 from .. import status
 from ..context import HubContext
@@ -20,7 +21,7 @@ from ..errors import RequestInvalid
 from ..grants import grant_row
 from ..store import now_ms
 from .agent_routes import ERRORS
-from .auth import agent_auth
+from .auth import agent_auth, authenticate, path_with_query
 from .models import (CommandDone, CommandResult, FeedbackRequest, HeartbeatRequest, HeartbeatResponse,
                      RequestForData, Stored, TestReport)
 
@@ -33,10 +34,17 @@ def _ctx(request: Request) -> HubContext:
 
 @router.post("/heartbeat", response_model=HeartbeatResponse, responses=ERRORS,
              summary="Report status; the reply carries pending commands")
-def heartbeat(request: Request, body: HeartbeatRequest,
-              agent: dict[str, Any] = Depends(agent_auth)) -> dict[str, Any]:
-    with _ctx(request).engine.begin() as conn:
-        cmds = status.record_heartbeat(conn, agent, body.model_dump(mode="json"))
+async def heartbeat(request: Request, body: HeartbeatRequest) -> dict[str, Any]:
+    # The hot path (every agent, every 30 s): authentication, nonce, status and commands share one
+    # transaction, and the validated body is stored as sent instead of being re-serialised.
+    raw = await request.body()
+    return await run_in_threadpool(_heartbeat, _ctx(request), request.headers, path_with_query(request), raw, body)
+
+
+def _heartbeat(ctx: HubContext, headers: Any, target: str, raw: bytes, body: HeartbeatRequest) -> dict[str, Any]:
+    with ctx.engine.begin() as conn:
+        agent = authenticate(ctx, headers, "POST", target, raw, conn)
+        cmds = status.record_heartbeat(conn, agent, raw.decode(), body.agent_version, body.hostname)
     return {"server_time_ms": now_ms(), "commands": cmds}
 
 
@@ -79,8 +87,6 @@ def test_report(request: Request, body: TestReport,
                  "application/zip": {"schema": {"type": "string", "format": "binary"}}}}},
              summary="Upload a redacted diagnostics bundle (zip, at most 20 MiB)")
 async def diagnostics(request: Request, agent: dict[str, Any] = Depends(agent_auth)) -> dict[str, Any]:
-    from starlette.concurrency import run_in_threadpool
-
     body = await request.body()
     if not (body.startswith(b"PK\x03\x04") or body.startswith(b"PK\x05\x06")):
         raise RequestInvalid("the diagnostics bundle is not a zip file")
