@@ -115,7 +115,7 @@ def native_command(db: str, kind: str, data: Path, conn: Any) -> list[str]:
             sql = (f"{head} CREATE TABLE {stg} (_ord BIGINT AUTO_INCREMENT PRIMARY KEY, _op CHAR(1) NOT NULL, "
                    f"{ddl}){conn.table_options()}; START TRANSACTION; "
                    f"{conn.load_data_sql(str(csv), stg, SCHEMA, shadow=False)}; "
-                   f"DELETE t FROM {conn.q(TABLE)} t JOIN {stg} s ON t.{key} = s.{key} WHERE s._op = 'D'; "
+                   f"DELETE t FROM {stg} s STRAIGHT_JOIN {conn.q(TABLE)} t ON t.{key} = s.{key} WHERE s._op = 'D'; "
                    f"INSERT INTO {conn.q(TABLE)} ({', '.join(cols)}) SELECT {', '.join('s.' + c for c in cols)} "
                    f"FROM {stg} s WHERE s._op <> 'D' ON DUPLICATE KEY UPDATE "
                    f"{', '.join(f'{c} = VALUES({c})' for c in rest)}; COMMIT; DROP TABLE {stg};")

@@ -642,15 +642,17 @@ class BaseConnector:
         return None
 
     def _checksum(self, conn: sa.Connection, qtable: str, schema: Schema, *, join_stg: str | None = None) -> Checksum:
-        src = f"{qtable} t"
-        if join_stg is not None:
-            src += f" JOIN {join_stg} s ON {self._pk_join(schema)} WHERE s._op <> 'D'"
+        src = f"{qtable} t" if join_stg is None else self._touched_rows_sql(qtable, join_stg, schema)
         h = self._hash_sql(schema, "t") if self.checksum_in_sql else None
         if h is not None:
             count, total = conn.exec_driver_sql(f"SELECT COUNT(*), SUM({h}) FROM {src}").one()
             return checksum_from_sql(count, total)
         cols = ", ".join(f"t.{self.q(c)}" for c in schema.names)
         return checksum_rows(schema, self._stream_rows(conn, f"SELECT {cols} FROM {src}"))
+
+    def _touched_rows_sql(self, qtable: str, stg: str, schema: Schema) -> str:
+        """FROM clause of the rows a change batch left in the table (keys whose last record is I or U)."""
+        return f"{stg} s JOIN {qtable} t ON {self._pk_join(schema)} WHERE s._op <> 'D'"
 
     def _stream_rows(self, conn: sa.Connection, sql: str) -> Iterator[Sequence[Any]]:
         # per statement: Connection.execution_options() would make every later statement a server cursor

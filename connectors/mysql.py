@@ -291,8 +291,14 @@ class MySQLConnector(BaseConnector):
         conn.exec_driver_sql(f"DELETE s FROM {stg} s LEFT JOIN edx_last l ON l._ord = s._ord WHERE l._ord IS NULL")
         conn.exec_driver_sql("DROP TEMPORARY TABLE edx_last")
 
+    # STRAIGHT_JOIN: the staging table has no statistics yet (ANALYZE would commit), and MariaDB was seen
+    # putting it on the inner side of a block nested loop: a 200k-row DELETE ran for minutes instead of 0.2 s
     def _delete_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
-        return f"DELETE t FROM {target} t JOIN {stg} s ON {self._pk_join(schema)} WHERE s._op = 'D'{where}"
+        return (f"DELETE t FROM {stg} s STRAIGHT_JOIN {target} t ON {self._pk_join(schema)} "
+                f"WHERE s._op = 'D'{where}")
+
+    def _touched_rows_sql(self, qtable: str, stg: str, schema: Schema) -> str:
+        return f"{stg} s STRAIGHT_JOIN {qtable} t ON {self._pk_join(schema)} WHERE s._op <> 'D'"
 
     def _upsert_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
         rest = [c for c in schema.names if c not in schema.primary_key] or [schema.primary_key[0]]
