@@ -61,7 +61,13 @@ class BatchMeta:
 
 
 class BatchSource(Protocol):
-    """The decrypted payload of one batch, read as a stream."""
+    """The decrypted payload of one batch, read as a stream.
+
+    A source may also offer ``reopen() -> IO[bytes]``: a fresh stream of the same CSV records (after the
+    manifest line). Connectors use it to read a batch a second time when the database refused rows on the
+    bulk path (quarantine); without it they keep a temporary copy of the bytes while the batch applies
+    (docs/connectors.md §Quarantine).
+    """
 
     manifest: Manifest
     rows: IO[bytes]                # CSV records (docs/envelope.md §Payload), after the manifest line

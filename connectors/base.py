@@ -307,7 +307,10 @@ class BaseConnector:
         inside it (PostgreSQL's shadow without a key).
         """
         if not self._bulk_available(conn):
-            return self._load_python(conn, qtable, schema, source.rows, quar, shadow=shadow)
+            n = self._load_python(conn, qtable, schema, source.rows, quar, shadow=shadow)
+            if shadow:   # created for the bulk path: its key is still to be built
+                self._finish_shadow(conn, qtable, schema, bulk=True)
+            return n
         replay = Replay(source)
         try:
             sp = conn.begin_nested()

@@ -85,3 +85,14 @@ def test_sql_and_python_checksums_agree(db, table):
     assert in_sql == in_python
     assert in_sql.to_dict() == {k: v for k, v in expected_checksum("snapshot", no_float, [("I", r) for r in rows]).items()
                                 if k != "deleted"}
+
+
+def test_without_the_bulk_path_values_are_the_same(db, table, monkeypatch):
+    # MySQL with local_infile off falls back to multi-row INSERTs; every connector has this Python path
+    monkeypatch.setattr(db, "_bulk_available", lambda conn: False)
+    records = [("I", r) for r in ROWS]
+    r = apply(db, table, WIDE, "snapshot", 1, records)
+    apply(db, table, WIDE, "changes", 2, [("U", ROWS[1]), ("D", ROWS[0])])
+    want = {(row[0],): row for row in ROWS if row[0] != "1"}
+    assert read_rows(db, table, WIDE) == want
+    assert r.checksum == expected_checksum("snapshot", WIDE, records)
