@@ -222,7 +222,7 @@ def _short(e: BaseException) -> str:
     return text.strip("()'\" ")[:300]
 
 
-def iter_body(resp: requests.Response, chunk: int = 1 << 20) -> Iterator[bytes]:
+def iter_body(resp: requests.Response, chunk: int = 1 << 16) -> Iterator[bytes]:
     try:
         yield from resp.iter_content(chunk)
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
