@@ -21,13 +21,13 @@ import structlog
 
 from . import faults
 from .client import HubClient, iter_body
-from .errors import IntegrityError, SpoolFull
+from .errors import IntegrityError, SpoolFull, Transient
 from .fsutil import fsync_dir, fsync_file
 
 log = structlog.get_logger(__name__)
 
 
-class DownloadCorrupt(IntegrityError):
+class DownloadCorrupt(Transient, IntegrityError):  # a transport fault: the .part is gone, download again
     code = "spool-digest-mismatch"
     message = "downloaded batch does not match the digest the hub listed: {detail}"
     remedy = "The download is retried from scratch; if it persists, a proxy or 网闸 may alter the content."
