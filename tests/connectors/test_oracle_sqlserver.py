@@ -320,7 +320,8 @@ def test_oracle_empty_strings_fold_so_the_checksum_still_equals_the_hubs():
     srv.tables.add("T")
     records = [("U", ["a", "x", "1"]), ("U", ["a", "", "3"]), ("I", ["d", "", "4"])]
     srv.script(r"^SELECT COALESCE\(SUM", [(2, 1, 0)])
-    srv.script(r'^SELECT t\."ID", t\."NAME", t\."N" FROM "T" t JOIN', [("a", None, 3), ("d", None, 4)])
+    # the touched rows: the target joined with staging (the join order is the base's choice)
+    srv.script(r'^SELECT t\."ID", t\."NAME", t\."N" FROM .*"T" t\b', [("a", None, 3), ("d", None, 4)])
     staged = lambda: srv.log("executemany")[-1].params                   # noqa: E731
     srv.script(r'^SELECT SUM\("_FOLD"\)', lambda sql, p: [(sum(r[2] or 0 for r in staged()[1:]),)])
     r = run(conn, "t", S, "changes", 2, records)
