@@ -148,7 +148,7 @@ def _commit(conn, dataset: str, kind: str, effective: Schema, new_schema: Schema
             state.migrate(conn, dataset, current, effective)
     seq = ds["latest_seq"] + 1
     with open(records_path, "rb") as f:
-        ck = state.apply_batch(conn, dataset, effective, kind, iter_records(f))
+        state.apply_batch(conn, dataset, effective, kind, iter_records(f))
     expected = expected_figure(kind, effective, records_path)
     now = now_ms()
     conn.execute(insert(batches).values(dataset=dataset, seq=seq, kind=kind, rows=rows,

@@ -36,7 +36,7 @@ EXT_EXPECTED = 0x81
 
 def _suite_payload(ctx: HubContext, dataset: str, seq: int, suite: int) -> tuple[str, Any]:
     """The batch's payload compressed for ``suite`` (content digest is the suite's hash), made once."""
-    from agent.envelope import PayloadInfo, compress_payload
+    from agent.envelope import PayloadInfo
 
     with ctx.engine.connect() as conn:
         rows = {r.suite: r for r in conn.execute(select(payloads).where(

@@ -7,7 +7,6 @@ diagnostics bundles), whether or not the client sent Content-Length.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 

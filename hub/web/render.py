@@ -68,7 +68,7 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[str]], num: Iterable[i
 
 def dataset_cells(d: dict[str, Any]) -> list[str]:
     err = d["last_error"]
-    fresh = (f'<span class="fresh">fresh</span>' if d["freshness"] == "fresh"
+    fresh = ('<span class="fresh">fresh</span>' if d["freshness"] == "fresh"
              else f'<span class="stale">stale · {duration(d["lag_s"])}</span>')
     return [escape(d["dataset"]), escape(d["title"]), str(d["last_seq"]), str(d["latest_seq"]), str(d["lag_batches"]),
             fresh + f' <span class="muted">/ {duration(d["update_interval_s"])}</span>',

@@ -8,8 +8,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
 from tests.conftest import PG_URL, unavailable
 
 from .conftest import SCHEMA, HubProcess
