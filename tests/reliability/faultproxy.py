@@ -11,6 +11,9 @@ to ``127.0.0.1:<port>`` is relayed to the upstream server, and the test sets wha
     cut_after = N           downstream (server -> client) bytes relayed before the link is reset
     stall_after = N         after N downstream bytes, stop relaying but keep the link open
     drip = (n, seconds)     relay downstream n bytes at a time with a pause in between
+    corrupt_at = N          flip one bit of the N-th downstream byte of each connection
+    http = (status, retry_after, budget)  answer the next ``budget`` HTTP requests itself with ``status``
+                            (and a Retry-After header unless None), then relay again
     commit = CommitCut(...) recognise COMMIT in the MySQL or PostgreSQL wire protocol and cut the
                             link around it (see CommitCut) to make the commit's outcome unknown
 
@@ -116,6 +119,10 @@ class FaultProxy:
         self.stall_after: int | None = None
         self.drip: tuple[int, float] | None = None
         self.commit: CommitCut | None = None
+        self.corrupt_at: int | None = None
+        self.http: tuple[int, float | None, int] | None = None
+        self.http_log: list[tuple[float, str]] = []   # (monotonic time, request line) of every faked answer
+        self.downstream_bytes: list[int] = []          # per finished connection
         self.connections = 0
         self.faults = 0
         self._writers: set[asyncio.StreamWriter] = set()
@@ -159,6 +166,7 @@ class FaultProxy:
 
     def reset_settings(self) -> None:
         self.mode, self.cut_after, self.stall_after, self.drip, self.commit = "pass", None, None, None, None
+        self.corrupt_at, self.http = None, None
 
     # -- relay (event loop thread)
     def _reset_all(self) -> int:
@@ -189,6 +197,9 @@ class FaultProxy:
                 await cw.drain()
                 cw.close()
                 return
+            if self.http is not None and self.http[2] > 0:
+                await self._fake_http(cr, cw)
+                return
             try:
                 sr, sw = await asyncio.open_connection(*self.upstream)
             except OSError:
@@ -209,6 +220,27 @@ class FaultProxy:
             pass
         finally:
             self._writers.discard(cw)
+
+    async def _fake_http(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        import time
+
+        head = await cr.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        if length:
+            await cr.readexactly(length)
+        status, retry_after, budget = self.http  # type: ignore[misc]
+        self.http = (status, retry_after, budget - 1)
+        self.faults += 1
+        self.http_log.append((time.monotonic(), head.split(b"\r\n", 1)[0].decode()))
+        body = b'{"error": {"code": "test-fault", "message": "injected by the fault proxy"}}'
+        extra = f"Retry-After: {retry_after:g}\r\n" if retry_after is not None else ""
+        cw.write(f"HTTP/1.1 {status} Fault\r\nContent-Type: application/json\r\n{extra}"
+                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        await cw.drain()
+        cw.close()
 
     async def _upstream(self, cr: asyncio.StreamReader, sw: asyncio.StreamWriter, cw: asyncio.StreamWriter,
                         state: _Conn | None) -> None:
@@ -258,8 +290,13 @@ class FaultProxy:
         while True:
             data = await sr.read(65536)
             if not data:
+                self.downstream_bytes.append(sent)
                 cw.close()
                 return
+            if self.corrupt_at is not None and sent <= self.corrupt_at < sent + len(data):
+                i = self.corrupt_at - sent
+                data = data[:i] + bytes([data[i] ^ 0x04]) + data[i + 1:]
+                self.faults += 1
             if state is not None and state.armed == "drop_reply":
                 # the server answered the COMMIT: the client never hears it
                 _abort(sw)

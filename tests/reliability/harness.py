@@ -103,6 +103,8 @@ class Published:
 class Stream:
     """Batches of one dataset published to the hub, with the expected table after each of them."""
 
+    KEEP_STATES = 200
+
     def __init__(self, dataset: str, workdir: Path, rng: random.Random, base_rows: int = 60) -> None:
         self.dataset = dataset
         self.dir = workdir / f"published-{dataset}"
@@ -161,6 +163,8 @@ class Stream:
         b = Published(seq, kind, path, len(out))
         self.batches.append(b)
         self._states[seq] = state
+        for old in [k for k in self._states if k < seq - self.KEEP_STATES]:
+            del self._states[old]  # long runs: the checkpoint never goes back this far
         return b
 
     def _take_id(self) -> int:
@@ -169,6 +173,7 @@ class Stream:
 
     def expected(self, seq: int) -> dict[str, list[str | None]]:
         """Canonical rows of the table after batch ``seq`` (0: empty)."""
+        assert seq in self._states, f"state after #{seq} no longer kept (only the last {self.KEEP_STATES})"
         return {k: [encode_value(c.type, r.get(c.name)) for c in SCHEMA.columns]
                 for k, r in self._states[seq].items()}
 
@@ -312,6 +317,7 @@ class Rig:
     state_dir: Path | None = None
     extra_config: dict[str, Any] = field(default_factory=dict)
     db_proxy: Any = None                  # a FaultProxy in front of the database server
+    hub_proxy: Any = None                 # a FaultProxy in front of the hub
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -339,6 +345,8 @@ class Rig:
     # -- life cycle
     def start(self) -> "Rig":
         self.hub.start()
+        if self.hub_proxy is not None:
+            self.hub_proxy.upstream = ("127.0.0.1", self.hub.port)
         self.target.install_apply_log()
         self.agent("init", "--database", self.db_url_for_agent or self.db_url, "--hub", self.hub.url,
                    "--suite", self.suite, check=True)
@@ -386,6 +394,8 @@ class Rig:
 
         cfg = tomllib.loads(self.config.read_text())
         cfg["hub"].update(connect_timeout=3, read_timeout=10)
+        if self.hub_proxy is not None:
+            cfg["hub"]["url"] = f"http://127.0.0.1:{self.hub_proxy.port}"
         cfg["database"]["url"] = self.db_url_for_agent or self.db_url
         if self.state_dir:
             cfg["agent"]["state_dir"] = str(self.state_dir)

@@ -63,7 +63,11 @@ def crash_loop(make_rig, backend: str, rng, kills: int, rows: int, max_delay: fl
         steps = trace.read_text().split() if trace.exists() else []
         landed[steps[-1] if steps else "start-up"] += 1
         trace.unlink(missing_ok=True)
-        rig.check(allow_snapshot_ahead=backend == "mysql")
+        figures = rig.check(allow_snapshot_ahead=backend == "mysql")
+        if (k + 1) % 100 == 0:
+            print(f"[crash-loop {backend}] progress: {k + 1} kills, {published_rows} rows published, "
+                  f"{figures['rows']} rows checked now, {time.monotonic() - t0:.0f}s, landed {dict(landed)}",
+                  flush=True)
     # converge: the daemon runs until every dataset holds the last published batch, then stops cleanly
     proc = rig.spawn("run", "--stop-timeout", "5s")
     try:
