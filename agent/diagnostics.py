@@ -28,7 +28,7 @@ from .logs import REDACTED, SECRET_KEYS, redact_text, redact_value
 PACKAGES = ("edx-agent", "cryptography", "sqlalchemy", "apscheduler", "structlog", "requests", "pydantic",
             "prometheus-client", "gmssl", "zstandard", "pymysql", "psycopg", "oracledb", "pyodbc")
 ENV_VALUES_SHOWN = ("LANG", "LC_ALL", "TZ")   # harmless and often the cause of a problem
-KEY_FIELDS_KEPT = {"key_id", "kid", "suite", "alg", "version", "created_at"}
+PRIVATE_FIELD = ("priv", "secret", "seed")   # names of private-key fields in the state's key files
 
 
 def _versions() -> dict[str, Any]:
@@ -137,7 +137,7 @@ def known_secrets(cfg: Any) -> set[str]:
             for k, v in (d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else []):
                 if isinstance(v, (dict, list)):
                     stack.append(v)
-                elif isinstance(v, str) and k not in KEY_FIELDS_KEPT:
+                elif isinstance(v, str) and any(p in str(k).lower() for p in PRIVATE_FIELD):
                     found.add(v)
     return {s for s in found if len(s) >= 4}
 

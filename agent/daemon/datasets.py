@@ -93,7 +93,8 @@ class Liveness:
 class HubState:
     """Whether the hub answered recently; logs once per change of state and counts the failures."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_recover: Any = None) -> None:
+        self.on_recover = on_recover
         self.up: bool | None = None
         self.since = time.time()
         self.last_ok: float | None = None
@@ -102,10 +103,13 @@ class HubState:
 
     def ok(self) -> None:
         self.last_ok = time.time()
-        if self.up is False:
+        recovered = self.up is False
+        if recovered:
             log.info("hub_reachable_again", down_for_s=round(time.time() - self.since), failures=self.failures)
         if self.up is not True:
             self.up, self.since, self.failures = True, time.time(), 0
+        if recovered and self.on_recover is not None:
+            self.on_recover()
 
     def failed(self, err: AgentError) -> None:
         self.failures += 1

@@ -152,7 +152,8 @@ class Readiness:
             check("config", True, reason)
         keys = getattr(svc.ctx, "keys", None)
         check("keys", bool(keys), f"{len(keys)} key(s) loaded" if keys else "not loaded yet")
-        window = max(3 * svc.cfg.heartbeat.interval, 30.0) if svc.cfg is not None else 30.0
+        # three missed heartbeats, as peers count an agent offline (DataSync, Elastic: ~5 min at 60 s)
+        window = 3 * svc.cfg.heartbeat.interval + 5.0 if svc.cfg is not None else 30.0
         last = svc.hub.last_ok
         if last is not None and now - last <= window:
             check("hub", True, f"last answer {now - last:.0f} s ago")

@@ -15,6 +15,7 @@ import datetime as dt
 import fcntl
 import os
 import queue
+import random
 import signal
 import threading
 import time
@@ -86,7 +87,7 @@ class Service:
         self.started = time.time()
         self.stopping = threading.Event()
         self.liveness = Liveness()
-        self.hub = HubState()
+        self.hub = HubState(on_recover=self._hub_recovered)
         self.metrics = Metrics(self.snapshot)
         self.sync = DatasetSync(self)
         self.commands = CommandRunner(self)
@@ -288,6 +289,13 @@ class Service:
         self.housekeeping.note_clock_skew(skew / 1000.0)
         if answer.get("commands"):
             self.commands.dispatch(answer["commands"])
+
+    def _hub_recovered(self) -> None:
+        """Datasets waiting out a hub outage try again now instead of at the end of their backoff."""
+        for name, r in list(self.runners.items()):
+            if r.state == "retrying" and r.error is not None and r.error.code in HUB_CODES:
+                # a little spread: the beats of thousands of agents already are, this keeps it so
+                self.reschedule(name, random.uniform(0, min(r.interval, 5.0)))
 
     def _tick(self) -> None:
         """Watchdog ping, STATUS text, and resuming datasets an operator fixed by hand."""

@@ -48,7 +48,7 @@ def test_the_service_runs_applies_answers_reloads_executes_commands_and_stops(de
     (r,) = wait_for("ready", lambda: (x := dep.get("/readyz")).status_code == 200 and [x])
     checks = r.json()["checks"]
     assert set(checks) == {"config", "keys", "hub", "database", "sync_loop", "audit"}
-    assert all(c["ok"] and c["reason"] for c in checks.values())
+    assert all(c["ok"] and c["reason"] for c in checks.values()), checks
     # the counters move right after the ack, a moment after the checkpoint the test polled
     text = wait_for("metrics of 2 batches", lambda: (t := dep.get("/metrics").text) and
                     metric(t, "edx_batches_total", dataset="student", outcome="applied") == 2 and t)
@@ -117,7 +117,9 @@ def test_the_service_runs_applies_answers_reloads_executes_commands_and_stops(de
         assert expected in events, expected
     assert {e["detail"]["type"] for e in dep.audit_events() if e["event"] == "hub_command"} == \
         {"resync", "diagnostics", "doctor"}
-    assert all(e["who"]["via"] == "daemon" for e in dep.audit_events())
+    vias = [(e["event"], e["who"]["via"]) for e in dep.audit_events()]
+    assert vias[:2] == [("init", "cli"), ("enrolment", "cli")]   # the operator's set-up, then the service
+    assert all(via == "daemon" for _, via in vias[2:])
     # one canonical line per batch, never row data
     lines = [e for e in d.events() if e.get("event") == "batch_applied"]
     assert len(lines) >= 4 and all("rows" in e and "seq" in e for e in lines)
