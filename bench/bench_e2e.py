@@ -1,0 +1,250 @@
+"""End-to-end benchmark: edx-agent from a sealed batch in the spool vs the databases' own bulk loads and the
+loaders a unit would use instead, side by side in one run, every result verified.
+
+    python bench/bench_e2e.py                     # quick (≈ 10-15 min here): 100k snapshot, 100k changes
+    python bench/bench_e2e.py --full              # + 1M comparison, snapshots 100k→5M, changes into 1M and 5M
+    python bench/bench_e2e.py --rows 200000 --dbs postgresql --methods agent-e2e,native --repeat 5
+    pip install -r bench/requirements.txt         # the peers (pandas, dlt), charts and py-spy
+
+For MariaDB, PostgreSQL and SQLite, for a snapshot of the 13-column ``student`` dataset (bench/gen_student.py)
+and a change batch (70% updates, 20% inserts, 10% deletes) over a loaded table, it runs every method in its
+own process (bench/_e2e_workers.py says what each does), records the wall time of the apply (interpreter
+start-up, imports and connecting excluded and reported separately) and the process's peak RSS (rusage of
+the child), and verifies the target table by row count and checksum (the connectors' ``table_checksum``)
+against the checksum of the expected rows (``agent.payload.Checksum``). A figure that fails verification is
+reported as failed, not as a speed. Repeated runs are interleaved (ABAB) and the median is reported.
+
+Results go to docs/perf/e2e-results.json, charts to docs/perf/*.png, and the table to the e2e section of
+docs/performance.md (with machine, versions, load average, date); ``--profile`` adds a py-spy profile of one
+edx-agent run per database and batch kind (bench/_e2e_profile.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import _e2e_data, bench_connectors
+
+bench_connectors.BENCH_DB = "edx_bench_e2e"  # not the connectors benchmark's database: both may run at once
+TABLE = "student"
+PERF = ROOT / "docs" / "perf"
+BEGIN, END = "<!-- e2e:begin -->", "<!-- e2e:end -->"
+ALL_METHODS = ["agent-e2e", "agent-apply", "native", "sqlalchemy", "per-row", "pandas", "dlt"]
+AGENT_SIDE = ("agent-e2e", "agent-apply", "native")
+
+
+# --- one run ---------------------------------------------------------------------------------------------
+
+def _spawn(method: str, db: str, kind: str, case: Path, *, profile: Path | None = None) -> dict[str, Any]:
+    """Run one method in a fresh process; its JSON result (with its own peak RSS, see _e2e_workers)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, db, kind, str(case)]
+    if profile is not None:
+        cmd = ["py-spy", "record", "--idle", "--threads", "--rate", "200", "--format", "raw",
+               "--output", str(profile), "--", *cmd]
+    launched = time.time()
+    out_path = case / "worker.json"
+    out_path.unlink(missing_ok=True)
+    proc = subprocess.run([*cmd, str(launched)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0 or not out_path.exists():
+        return {"error": (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1][:300]}
+    return json.loads(out_path.read_text())
+
+
+def _prepare(method: str, db: str, kind: str, case: Path, base_meta: dict[str, Any]) -> None:
+    """Untimed: an empty database; for a change batch, the base table (dlt loads its own)."""
+    bench_connectors.fresh_database(db, case)
+    if method == "dlt":
+        from bench import _e2e_dlt
+        _e2e_dlt.fresh(db, case)
+        if kind == "changes":
+            _e2e_dlt.load_base(db, case)
+        return
+    if kind == "changes":
+        from connectors.api import BatchMeta
+        conn = bench_connectors.connect(db, case)
+        conn.apply(BatchMeta(_e2e_data.DATASET, TABLE, 1, "snapshot", base_meta["hh"]),
+                   bench_connectors.FileSource(case / "snapshot.payload"))
+        conn.close()
+
+
+def _verify(method: str, db: str, case: Path, expected: dict[str, Any], res: dict[str, Any]) -> None:
+    conn = bench_connectors.connect(db, case)
+    try:
+        from bench.gen_student import SCHEMA
+        got = conn.table_checksum(res.get("table", TABLE), SCHEMA, res.get("schema_name")).to_dict()
+    except Exception as e:  # noqa: BLE001 - a table that cannot be read back is a failed run
+        got = {"error": str(e).splitlines()[0][:200]}
+    finally:
+        conn.close()
+    res["got"] = got
+    res["verified"] = got == expected
+
+
+def run_once(method: str, db: str, kind: str, case: Path, meta: dict[str, Any], base_meta: dict[str, Any],
+             *, profile: Path | None = None) -> dict[str, Any]:
+    try:
+        _prepare(method, db, kind, case, base_meta)
+    except Exception as e:  # noqa: BLE001 - reported in the table (e.g. a peer that cannot target a database)
+        return {"error": f"setup: {str(e).splitlines()[0][:250]}", "verified": False}
+    res = _spawn(method, db, kind, case, profile=profile)
+    if "error" in res:
+        res["verified"] = False
+        return res
+    _verify(method, db, case, meta["expected"], res)
+    return res
+
+
+# --- plan ------------------------------------------------------------------------------------------------
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The cases: (db, kind, rows, base, methods, repeat)."""
+    dbs = args.dbs.split(",")
+    methods = [m for m in args.methods.split(",") if m]
+    cases = []
+    for db in dbs:
+        for kind in args.kinds.split(","):
+            size = args.rows
+            base = args.rows if kind == "changes" else None
+            rows = args.changes if kind == "changes" else size
+            cases.append({"group": "compare", "db": db, "kind": kind, "rows": rows, "base": base,
+                          "methods": [m for m in methods if m in AGENT_SIDE or rows <= args.peer_max],
+                          "repeat": args.repeat})
+    if args.full:
+        for db in dbs:
+            for n in args.scale_rows:
+                cases.append({"group": "scale-snapshot", "db": db, "kind": "snapshot", "rows": n, "base": None,
+                              "methods": ["agent-e2e", "native"], "repeat": args.scale_repeat})
+            for b in args.scale_bases:
+                cases.append({"group": "scale-changes", "db": db, "kind": "changes", "rows": args.changes,
+                              "base": b, "methods": ["agent-e2e", "native"], "repeat": args.scale_repeat})
+    return cases
+
+
+def execute(case_spec: dict[str, Any], data: Path, work: Path, log: Any) -> list[dict[str, Any]]:
+    db, kind, rows, base = case_spec["db"], case_spec["kind"], case_spec["rows"], case_spec["base"]
+    snap = _e2e_data.snapshot(data, base if kind == "changes" else rows)
+    chg = _e2e_data.changes(data, base, rows) if kind == "changes" else None
+    meta = json.loads(((chg or snap) / "meta.json").read_text())
+    base_meta = json.loads((snap / "meta.json").read_text())
+    case = _e2e_data.case_dir(work, db, snap, chg)
+    results = []
+    methods = case_spec["methods"]
+    for i in range(case_spec["repeat"]):
+        order = methods if i % 2 == 0 else list(reversed(methods))
+        for m in order:
+            if i > 0 and m not in AGENT_SIDE and i >= case_spec.get("peer_repeat", 1):
+                continue
+            res = run_once(m, db, kind, case, meta, base_meta)
+            rec = {"group": case_spec["group"], "db": db, "kind": kind, "rows": rows, "base": base, "method": m,
+                   "run": i, **res}
+            results.append(rec)
+            line = (f"{case_spec['group']:15} {db:10} {kind:8} {rows:>8} base {base or '-':>8} {m:12} "
+                    + (f"{res['wall']:8.2f}s {rows / res['wall']:9,.0f} rows/s rss {res['rss_mb']:6.0f} MiB "
+                       f"start {res.get('startup', 0):.2f}s {'ok' if res['verified'] else 'CHECKSUM ' + str(res.get('got'))} "
+                       f"{res.get('phases', '')}"
+                       if "wall" in res else f"FAILED {res.get('error')}"))
+            log(line)
+    return results
+
+
+# --- summary ---------------------------------------------------------------------------------------------
+
+def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (group, db, kind, rows, base, method): median of the verified runs."""
+    keys: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in results:
+        keys.setdefault((r["group"], r["db"], r["kind"], r["rows"], r["base"], r["method"]), []).append(r)
+    out = []
+    for (group, db, kind, rows, base, method), rs in keys.items():
+        ok = [r for r in rs if r.get("verified")]
+        row: dict[str, Any] = {"group": group, "db": db, "kind": kind, "rows": rows, "base": base, "method": method,
+                               "runs": len(rs), "verified_runs": len(ok)}
+        if ok:
+            walls = sorted(r["wall"] for r in ok)
+            row.update(wall=statistics.median(walls), walls=walls, rows_s=rows / statistics.median(walls),
+                       rss_mb=max(r["rss_mb"] for r in ok), startup=statistics.median(r.get("startup", 0) for r in ok))
+            ph = [r["phases"] for r in ok if r.get("phases")]
+            if ph:
+                row["phases"] = {k: statistics.median(p.get(k, 0) for p in ph) for k in ph[0]}
+        else:
+            bad = rs[0]
+            row["failure"] = bad.get("error") or f"checksum differs: table holds {bad.get('got')}"
+            if "wall" in bad:
+                row["unverified_wall"] = bad["wall"]
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000, help="snapshot rows and base table of the change batch")
+    ap.add_argument("--changes", type=int, default=100_000, help="records in the change batch")
+    ap.add_argument("--dbs", default="mysql,postgresql,sqlite")
+    ap.add_argument("--kinds", default="snapshot,changes")
+    ap.add_argument("--methods", default=",".join(ALL_METHODS))
+    ap.add_argument("--repeat", type=int, default=3, help="runs of edx-agent and native per case (peers: 1)")
+    ap.add_argument("--peer-max", type=int, default=200_000, help="peers run on batches up to this many rows")
+    ap.add_argument("--full", action="store_true", help="also 1M comparison and the scaling runs (hours)")
+    ap.add_argument("--scale-rows", type=lambda s: [int(x) for x in s.split(",")], default=[100_000, 1_000_000, 5_000_000])
+    ap.add_argument("--scale-bases", type=lambda s: [int(x) for x in s.split(",")], default=[1_000_000, 5_000_000])
+    ap.add_argument("--scale-repeat", type=int, default=2)
+    ap.add_argument("--profile", action="store_true", help="py-spy one edx-agent run per database and kind")
+    ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "edx-bench-e2e")
+    ap.add_argument("--no-docs", action="store_true", help="print only; do not write docs/ and docs/perf/")
+    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        method, db, kind, case, launched = args.worker
+        from bench import _e2e_workers
+        res = _e2e_workers.run(method, db, kind, Path(case), float(launched))
+        (Path(case) / "worker.json").write_text(json.dumps(res))
+        return
+    if args.full and args.rows == 100_000:
+        args.rows = 1_000_000
+    from bench import _e2e_report
+    started = dt.datetime.now()
+    env = _e2e_report.environment(started)
+    print(f"machine: {env['machine']}; load average before: {env['load_before']}", flush=True)
+    work = args.data / "work"
+    results: list[dict[str, Any]] = []
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    for spec in plan(args):
+        results += execute(spec, args.data, work, log)
+    profiles = {}
+    if args.profile:
+        from bench import _e2e_profile
+        profiles = _e2e_profile.profile_all(args, work, log)
+    env["load_after"] = _e2e_report.loadavg()
+    env["finished"] = dt.datetime.now().isoformat(timespec="minutes")
+    summary = summarise(results)
+    doc = {"env": env, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "results": results, "summary": summary, "profiles": profiles}
+    text = _e2e_report.render(doc)
+    print("\n" + text)
+    if not args.no_docs:
+        PERF.mkdir(parents=True, exist_ok=True)
+        name = "e2e-results-full.json" if args.full else "e2e-results.json"
+        (PERF / name).write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+        _e2e_report.write_docs(ROOT / "docs" / "performance.md", PERF)
+
+
+if __name__ == "__main__":
+    main()
