@@ -212,7 +212,13 @@ def run(side: str, db: str, kind: str, data: Path, expected: dict[str, Any]) -> 
 def report(results: dict[tuple[str, str, str], list[dict[str, Any]]], rows: int, repeat: int) -> str:
     target = {("mysql", "snapshot"): 0.95, ("postgresql", "snapshot"): 0.95, ("mysql", "changes"): 0.9,
               ("postgresql", "changes"): 0.9, ("sqlite", "snapshot"): 0.8, ("sqlite", "changes"): 0.8}
-    lines = [f"Apply-only, {rows} rows of `student` (13 columns, varchar key, Chinese text), best of {repeat} "
+    import platform
+    load = os.getloadavg()
+    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, {os.cpu_count()} vCPU, "
+             f"Python {platform.python_version()}, load average {load[0]:.1f} at the end (a shared VM: other "
+             "benchmarks ran at the same time, so absolute figures vary by ±50 % between runs; agent and "
+             "native runs alternate so the ratios are less affected).",
+             f"Apply-only, {rows} rows of `student` (13 columns, varchar key, Chinese text), best of {repeat} "
              f"runs each, every run in its own process and verified by row count + table checksum.",
              "Ratio = native time / agent time (1.00 = as fast as the database's own CLI load).", "",
              "`agent` = connector defaults (read-back checksum of the applied rows for the receipt); "

@@ -25,6 +25,7 @@ from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission,
 from agent.payload import encode_value
 from agent.schema import Column, PortableType, Schema
 
+from ._checksum import canonicalizers
 from ._load import Converter
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector
@@ -215,6 +216,22 @@ class SQLiteConnector(BaseConnector):
         cols = ", ".join(self.q(c) for c in schema.names)
         return (f"INSERT INTO {target} ({cols}) SELECT {self._select_cols(schema)} FROM {stg} s "
                 f"WHERE s._op <> 'D'{where} ON CONFLICT ({keys}) {action}")
+
+    def _canonicalizers(self, schema: Schema) -> list[Any]:
+        # typed text columns hold the canonical text, checked on the way in: read back as it is. A
+        # decimal keeps the scale it was written with, so after a widening (more scale) it is re-spelled.
+        base = canonicalizers(schema)
+        out: list[Any] = []
+        for c, f in zip(schema.columns, base):
+            b = c.type.base
+            if b in ("date", "time", "timestamp", "timestamptz", "uuid", "json", "string", "text"):
+                out.append(lambda v, f=f: v if v.__class__ is str else f(v))
+            elif b == "decimal":
+                pat = re.compile(r"-?\d+" + (rf"\.\d{{{c.type.scale}}}" if c.type.scale else ""))
+                out.append(lambda v, f=f, pat=pat: v if v.__class__ is str and pat.fullmatch(v) else f(v))
+            else:
+                out.append(f)
+        return out
 
     # --- errors --------------------------------------------------------------------------------------
 

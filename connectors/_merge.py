@@ -1,0 +1,165 @@
+"""Set-based merge of a staged change batch, quarantine of staged rows, and the read-back checksum.
+
+Mixed into ``BaseConnector``. The merge keeps the last staged record per key, counts net effects with one
+join, deletes and upserts set-based; when a constraint of the target refuses the set, it is redone key by
+key in savepoints and the refused keys are quarantined. The checksum is computed by the server where a
+connector can spell every column's canonical text in SQL (``_hash_sql``), otherwise read back in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from agent.payload import Checksum
+from agent.schema import Column, Schema
+
+from ._checksum import canonicalizers, checksum_from_sql, checksum_rows
+from ._load import Quarantine
+
+
+class MergeMixin:
+    """Merge, staged-row quarantine and checksum; needs ``q``, ``ph``, ``_converters``, ``_is_refusal``."""
+
+    checksum_in_sql: bool
+
+    # --- merge ------------------------------------------------------------------------------------
+
+    def _pk_join(self, schema: Schema, a: str = "t", b: str = "s") -> str:
+        return " AND ".join(f"{a}.{self.q(k)} = {b}.{self.q(k)}" for k in schema.primary_key)
+
+    def _dedup(self, conn: sa.Connection, stg: str, schema: Schema) -> None:
+        """Keep only the last staged record of each key (the merge then needs no ordering)."""
+        conn.exec_driver_sql(self._dedup_sql(stg, schema))
+
+    def _dedup_sql(self, stg: str, schema: Schema) -> str:
+        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        return (f"DELETE FROM {stg} WHERE _ord NOT IN "
+                f"(SELECT m FROM (SELECT MAX(_ord) AS m FROM {stg} GROUP BY {keys}) d)")
+
+    def _delete_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
+        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        return (f"DELETE FROM {target} WHERE ({keys}) IN "
+                f"(SELECT {keys} FROM {stg} s WHERE s._op = 'D'{where})")
+
+    def _upsert_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
+        raise NotImplementedError
+
+    def _select_cols(self, schema: Schema, alias: str = "s") -> str:
+        return ", ".join(f"{alias}.{self.q(c)}" for c in schema.names)
+
+    def _merge_sets(self, conn: sa.Connection, target: str, stg: str, schema: Schema,
+                    where: str = "") -> tuple[int, int, int, int]:
+        """Set-based merge of the (deduplicated) staging rows: (inserted, updated, deleted, deleted keys)."""
+        k0 = self.q(schema.primary_key[0])
+        row = conn.exec_driver_sql(
+            f"SELECT COALESCE(SUM(CASE WHEN s._op <> 'D' THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN s._op <> 'D' AND t.{k0} IS NOT NULL THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN s._op = 'D' THEN 1 ELSE 0 END), 0) "
+            f"FROM {stg} s LEFT JOIN {target} t ON {self._pk_join(schema)} WHERE 1 = 1{where}").one()
+        upserts, existing, dkeys = (int(x) for x in row)
+        deleted = conn.exec_driver_sql(self._delete_sql(target, stg, schema, where)).rowcount
+        if upserts:
+            conn.exec_driver_sql(self._upsert_sql(target, stg, schema, where))
+        return upserts - existing, existing, max(deleted, 0), dkeys
+
+    def _merge(self, conn: sa.Connection, target: str, stg: str, schema: Schema,
+               quar: Quarantine) -> tuple[int, int, int, int]:
+        self._dedup(conn, stg, schema)
+        try:
+            with conn.begin_nested():
+                return self._merge_sets(conn, target, stg, schema)
+        except sa.exc.DBAPIError as e:
+            if not self._is_refusal(e):
+                raise
+        # a constraint of the target refused some rows: merge key by key to find them
+        totals = [0, 0, 0, 0]
+        ords = [r[0] for r in conn.exec_driver_sql(f"SELECT _ord FROM {stg} ORDER BY _ord")]
+        for o in ords:
+            try:
+                with conn.begin_nested():
+                    for i, v in enumerate(self._merge_sets(conn, target, stg, schema, f" AND s._ord = {int(o)}")):
+                        totals[i] += v
+            except sa.exc.DBAPIError as e:
+                if not self._is_refusal(e):
+                    raise
+                self._quarantine_staged(conn, stg, schema, quar, [int(o)], None, _reason(e))
+        return totals[0], totals[1], totals[2], totals[3]
+
+    def _drop_quarantined_keys(self, conn: sa.Connection, stg: str, schema: Schema, quar: Quarantine) -> None:
+        """A key with a refused record is left as it was: its other records of the batch are dropped too."""
+        if not quar.entries:
+            return
+        conv = self._converters(schema, shadow=False)
+        idx = [schema.names.index(k) for k in schema.primary_key]
+        cond = " AND ".join(f"{self.q(k)} = {self.ph}" for k in schema.primary_key)
+        params = []
+        for e in quar.entries:
+            key = json.loads(e["key_json"])
+            if any(key[k] is None for k in schema.primary_key):
+                continue
+            params.append(tuple(conv[i](key[k]) if conv[i] else key[k] for i, k in zip(idx, schema.primary_key)))
+        if params:
+            conn.exec_driver_sql(f"DELETE FROM {stg} WHERE {cond}", params)
+
+    def _quarantine_nulls(self, conn: sa.Connection, stg: str, schema: Schema, quar: Quarantine) -> None:
+        """Staging columns are nullable (D records carry keys only); NOT NULL is checked here, set-based."""
+        required = [c.name for c in schema.columns if not c.nullable and c.name not in schema.primary_key]
+        if not required:
+            return
+        conds = " OR ".join(f"s.{self.q(c)} IS NULL" for c in required)
+        picks = ", ".join(f"CASE WHEN s.{self.q(c)} IS NULL THEN 1 ELSE 0 END" for c in required)
+        bad = conn.exec_driver_sql(f"SELECT s._ord, {picks} FROM {stg} s WHERE s._op <> 'D' AND ({conds})").all()
+        for row in bad:
+            col = next(c for c, flag in zip(required, row[1:]) if flag)
+            self._quarantine_staged(conn, stg, schema, quar, [int(row[0])], col, f"NULL in NOT NULL column {col}")
+
+    def _quarantine_staged(self, conn: sa.Connection, stg: str, schema: Schema, quar: Quarantine,
+                           ords: Sequence[int], column: str | None, reason: str) -> None:
+        canon = canonicalizers(schema)
+        for o in ords:
+            row = conn.exec_driver_sql(
+                f"SELECT _op, {', '.join(self.q(c) for c in schema.names)} FROM {stg} WHERE _ord = {int(o)}").one()
+            fields = [None if v is None else f(self._staged_value(c, v))
+                      for f, c, v in zip(canon, schema.columns, row[1:])]
+            conn.exec_driver_sql(f"DELETE FROM {stg} WHERE _ord = {int(o)}")
+            quar.add(row[0], fields, column, reason)
+
+    def _staged_value(self, col: Column, value: Any) -> Any:
+        return value
+
+    # --- reconciliation -----------------------------------------------------------------------------
+
+    def _hash_sql(self, schema: Schema, alias: str) -> str | None:
+        """SQL of one row's 64-bit hash as a number the server can SUM, or None (Python path)."""
+        return None
+
+    def _checksum(self, conn: sa.Connection, qtable: str, schema: Schema, *, join_stg: str | None = None) -> Checksum:
+        src = f"{qtable} t" if join_stg is None else self._touched_rows_sql(qtable, join_stg, schema)
+        h = self._hash_sql(schema, "t") if self.checksum_in_sql else None
+        if h is not None:
+            count, total = conn.exec_driver_sql(f"SELECT COUNT(*), SUM({h}) FROM {src}").one()
+            return checksum_from_sql(count, total)
+        cols = ", ".join(f"t.{self.q(c)}" for c in schema.names)
+        return checksum_rows(schema, self._stream_rows(conn, f"SELECT {cols} FROM {src}"),
+                             self._canonicalizers(schema))
+
+    def _canonicalizers(self, schema: Schema) -> list[Any]:
+        """Per column: database value -> canonical text (payload.canonical_from_db, with fast paths)."""
+        return canonicalizers(schema)
+
+    def _touched_rows_sql(self, qtable: str, stg: str, schema: Schema) -> str:
+        """FROM clause of the rows a change batch left in the table (keys whose last record is I or U)."""
+        return f"{stg} s JOIN {qtable} t ON {self._pk_join(schema)} WHERE s._op <> 'D'"
+
+    def _stream_rows(self, conn: sa.Connection, sql: str) -> Iterator[Sequence[Any]]:
+        # per statement: Connection.execution_options() would make every later statement a server cursor
+        res = conn.exec_driver_sql(sql, execution_options={"stream_results": True, "max_row_buffer": 10000})
+        for part in res.partitions(10000):
+            yield from part
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(getattr(exc, "orig", exc)).split())
