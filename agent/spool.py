@@ -63,7 +63,7 @@ class Spool:
         part = final.with_suffix(".edx.part")
         size = int(batch.get("size") or 0)
         have = part.stat().st_size if part.exists() else 0
-        if have > size > 0:
+        if have >= size > 0:  # complete but never renamed (crash or fsync error before it): start again
             part.unlink()
             have = 0
         if size and self.used_bytes() - have + size > self.quota:
