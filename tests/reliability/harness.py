@@ -349,7 +349,8 @@ class Rig:
             self.hub_proxy.upstream = ("127.0.0.1", self.hub.port)
         self.target.install_apply_log()
         self.agent("init", "--database", self.db_url_for_agent or self.db_url, "--hub", self.hub.url,
-                   "--suite", self.suite, check=True)
+                   "--suite", self.suite, *(["--state-dir", str(self.state_dir)] if self.state_dir else []),
+                   check=True)
         self.write_config()
         from hub import catalog
 
