@@ -50,6 +50,7 @@ class Runner:
     since: float = field(default_factory=time.time)   # when the current state began
     last_success: float | None = None
     running_since: float | None = None
+    last_written: float | None = None   # when status.json last got this dataset's success
     batches_this_run: int = 0
 
     def policy(self) -> RetryPolicy:
@@ -156,22 +157,27 @@ class DatasetSync:
                 log.exception("sync_internal_error", dataset=runner.dataset)
             self.failed(runner, err)
         else:
-            self.succeeded(runner)
+            self.succeeded(runner, applied=len(outcomes))
         finally:
             runner.running_since = None
             svc.liveness.end(job)
         return outcomes
 
-    def succeeded(self, runner: Runner) -> None:
+    def succeeded(self, runner: Runner, applied: int = 0) -> None:
         svc = self.svc
         svc.hub.ok()
-        runner.last_success = time.time()
+        now = time.time()
         previous, runner.attempts, runner.error = runner.state, 0, None
         self.set_state(runner, "ok")
         if previous in ("retrying", "stopped"):
             log.info("dataset_recovered", dataset=runner.dataset, was=previous)
-        svc.state_write(runner.dataset, state="ok", last_error=None, next_retry_at=None, attempts=0,
-                        last_success_at=now_iso())
+        # an idle poll changes nothing but the time: status.json (written with two fsyncs) gets it at
+        # most once a minute, /metrics and heartbeats read it from memory at every poll
+        if previous != "ok" or applied or runner.last_written is None or now - runner.last_written >= 60:
+            svc.state_write(runner.dataset, state="ok", last_error=None, next_retry_at=None, attempts=0,
+                            last_success_at=now_iso())
+            runner.last_written = now
+        runner.last_success = now
 
     def failed(self, runner: Runner, err: AgentError) -> None:
         svc = self.svc

@@ -42,7 +42,8 @@ class Housekeeping:
 
     def run(self) -> None:
         """One housekeeping pass (in the sync pool: it uses the database and writes status)."""
-        for chore in (self.freshness, self.retention, self.spool_cleanup, self.audit_prune, self.summary):
+        for chore in (self.freshness, self.retention, self.spool_cleanup, self.audit_prune, self.summary,
+                      self.trim_memory):
             try:
                 chore()
             except AgentError as e:
@@ -147,6 +148,18 @@ class Housekeeping:
             return
         if removed:
             log.info("audit_files_pruned", files=removed, retention_days=self.svc.audit.retention_days)
+
+    def trim_memory(self) -> None:
+        """Give the heap freed since the last pass back to the OS (glibc keeps it otherwise).
+
+        A snapshot's decompression window and buffers are freed after the batch, but glibc's allocator
+        holds on to the pages, so an agent that applied one big batch would sit on that peak for good.
+        """
+        try:
+            import ctypes
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass   # not glibc (musl, macOS): nothing to do
 
     # -- one line now and then instead of one per attempt
     def summary(self) -> None:
