@@ -271,12 +271,15 @@ def pandas_to_sql(db: str, kind: str, case: Path) -> dict[str, Any]:
         df["score"] = df["score"].astype(float)
         ts = pd.to_datetime(df["updated_at"], format="ISO8601", utc=True)
         df["updated_at"] = ts.dt.tz_localize(None) if db == "mysql" else ts
+    # microseconds: pandas would make DATETIME without them on MariaDB (and the checksum would differ)
+    dtype = {"updated_at": __import__("sqlalchemy.dialects.mysql", fromlist=["DATETIME"]).DATETIME(fsp=6)} \
+        if db == "mysql" else None
     with engine.begin() as c:
         if kind == "snapshot":
             _create_target(db, conn, c)
             df.drop(columns=["_op"]).to_sql(TABLE, c, if_exists="append", index=False)
         else:
-            df.to_sql("edx_pd_stg", c, if_exists="replace", index=False)
+            df.to_sql("edx_pd_stg", c, if_exists="replace", index=False, dtype=dtype)
             cols = ", ".join(q(n) for n in names)
             rest = [n for n in names if n != key]
             stg = q("edx_pd_stg")
