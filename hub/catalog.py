@@ -48,7 +48,6 @@ class DatasetInfo:
     latest_seq: int
     latest_snapshot_seq: int
     state_rows: int
-    state_sum: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,7 +109,7 @@ def create_dataset(conn: Connection, name: str, schema: Schema, *, title: str | 
     conn.execute(insert(datasets).values(
         name=name, title=title or name, provider_unit=provider_unit, personal_info=personal_info,
         description=description, schema_version=0, latest_seq=0, latest_snapshot_seq=0,
-        state_rows=0, state_sum="0" * 16, created_at_ms=now_ms(), **meta))
+        state_rows=0, created_at_ms=now_ms(), **meta))
     add_schema_version(conn, name, schema)
 
 
@@ -167,8 +166,7 @@ def _info(conn: Connection, row: Any) -> DatasetInfo:
         update_interval_s=row["update_interval_s"], retention_policy=row["retention_policy"],
         retention_days=row["retention_days"], description=row["description"] or "",
         schema_version=row["schema_version"], schema=schema, latest_seq=row["latest_seq"],
-        latest_snapshot_seq=row["latest_snapshot_seq"], state_rows=row["state_rows"],
-        state_sum=row["state_sum"])
+        latest_snapshot_seq=row["latest_snapshot_seq"], state_rows=row["state_rows"])
 
 
 def list_datasets(conn: Connection) -> list[DatasetInfo]:

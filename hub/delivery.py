@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from agent.payload import Checksum, encode_record
 from agent.schema import Schema
 
 from . import catalog, state
@@ -79,23 +78,23 @@ def resync(ctx: HubContext, agent: dict[str, Any], dataset: str) -> dict[str, An
             ds = catalog.get_dataset(conn, dataset)
             if ds.latest_seq == 0 or ds.schema is None:
                 raise BatchUnknown(f"{dataset} has no published batch yet")
-            ck = Checksum()
+            rows = 0
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
                 for chunk in state.iter_state(conn, dataset):
-                    for fields in chunk:
-                        out.write(encode_record("I", fields).encode())
-                        ck.add(fields)
+                    # stored rows are already payload CSV: no decoding on the way out
+                    out.write("".join(["I," + text + "\n" for text in chunk]).encode())
+                    rows += len(chunk)
             seq = ds.latest_seq
             prev = _sealed_row(conn, dataset, seq - 1, agent["agent_id"]) if seq > 1 else None
         schema = Schema(ds.schema.columns, ds.schema.primary_key, ds.schema_version)
-        master = _master_payload(ctx, dataset, "snapshot", schema, ck.count, records)
+        master = _master_payload(ctx, dataset, "snapshot", schema, rows, records)
         suite = int(agent["suite"])
         payload_key, info = _compress_from_master_path(ctx, master, suite, f"resync/{dataset}/{seq}")
         expected = expected_figure("snapshot", schema, records)
         try:
             key, size, sha, hh = _seal_to_blob(
                 ctx, agent, payload_key=payload_key, info=info, dataset=dataset, seq=seq,
-                prev_hh=prev["hh"] if prev else ZERO_HH, kind="snapshot", schema=schema, rows=ck.count,
+                prev_hh=prev["hh"] if prev else ZERO_HH, kind="snapshot", schema=schema, rows=rows,
                 expected=expected)
         finally:
             ctx.blobs.delete(payload_key)
@@ -103,7 +102,7 @@ def resync(ctx: HubContext, agent: dict[str, Any], dataset: str) -> dict[str, An
         records.unlink(missing_ok=True)
         if master is not None:
             master.unlink(missing_ok=True)
-    row = {"dataset": dataset, "seq": seq, "agent_id": agent["agent_id"], "kind": "snapshot", "rows": ck.count,
+    row = {"dataset": dataset, "seq": seq, "agent_id": agent["agent_id"], "kind": "snapshot", "rows": rows,
            "blob_key": key, "size": size, "sha256": sha, "hh": hh, "prev_hh": prev["hh"] if prev else ZERO_HH,
            "resync": True, "created_at_ms": now_ms(), "checksum_mismatch": False,
            "expected_json": json.dumps(expected)}

@@ -38,9 +38,7 @@ datasets = Table(
     Column("schema_version", Integer, nullable=False, default=0),
     Column("latest_seq", BigInteger, nullable=False, default=0),
     Column("latest_snapshot_seq", BigInteger, nullable=False, default=0),
-    # order-independent checksum of the materialised current state (agent/payload.Checksum)
-    Column("state_rows", BigInteger, nullable=False, default=0),
-    Column("state_sum", String(16), nullable=False, default="0000000000000000"),
+    Column("state_rows", BigInteger, nullable=False, default=0),  # rows in the materialised state
     Column("created_at_ms", BigInteger, nullable=False),
 )
 

@@ -187,3 +187,27 @@ def test_feedback_requests_reports_and_diagnostics_are_stored(hub):
     # feedback about a dataset the unit was never granted is refused
     r = agent.post("/v1/feedback", {"dataset": "rt_students", "message": "x"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "grant-missing"
+
+
+def test_materialised_state_with_a_composite_key_repeats_and_changes(hub):
+    schema = {"columns": [{"name": "school", "type": "string(10)", "nullable": False},
+                          {"name": "sid", "type": "int32", "nullable": False},
+                          {"name": "name", "type": "text"}],
+              "primary_key": ["school", "sid"]}
+    rows = [{"school": f"s{i % 3}", "sid": i, "name": f"n{i}"} for i in range(2500)]
+    rows.append({"school": "s0", "sid": 0, "name": "last wins"})  # repeats a key from the first chunk
+    rows.append({"school": "s,1", "sid": 1, "name": 'NULL'})      # a comma in a key, the text NULL
+    hub.publish_rows("comp", rows, "snapshot", schema)
+    assert json.loads(hub.ok("dataset", "show", "comp"))["rows"] == 2501
+    hub.publish_rows("comp", [{"_op": "D", "school": "s1", "sid": 1}, {"_op": "U", "school": "s2", "sid": 2, "name": None},
+                              {"_op": "I", "school": "s9", "sid": 9, "name": "x"}, {"_op": "D", "school": "s9", "sid": 9},
+                              {"_op": "D", "school": "zz", "sid": 0}], "changes")
+    assert json.loads(hub.ok("dataset", "show", "comp"))["rows"] == 2500
+    agent = hub.enrol("unit-comp", ["comp"])
+    _cursor, table = agent.sync("comp")
+    b = agent.post("/v1/resync", {"dataset": "comp"}).json()["batch"]
+    _h, _m, records = agent.open(agent.download("comp", b["seq"]), "comp")
+    resynced = {json.dumps(f[:2]): f for _op, f in records}
+    assert len(records) == 2500 and resynced == {json.dumps(f[:2]): f for f in table.values()}
+    assert resynced[json.dumps(["s0", "0"])][2] == "last wins"
+    assert resynced[json.dumps(["s,1", "1"])][2] == "NULL" and resynced[json.dumps(["s2", "2"])][2] is None
