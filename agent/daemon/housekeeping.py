@@ -189,7 +189,8 @@ class Housekeeping:
             return
         status = svc.ctx.state.status().get("datasets", {})
         for r in stopped:
-            if status.get(r.dataset, {}).get("state") == "ok":
+            # a status.json the daemon could not update still says "ok" from before the stop: not an operator
+            if status.get(r.dataset, {}).get("state") == "ok" and r.dataset not in svc.status_unwritten:
                 svc.resume(r.dataset, "cleared by an operator's sync")
 
     def note_stuck(self, jobs: list[str]) -> None:

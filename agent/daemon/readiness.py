@@ -83,7 +83,10 @@ class Readiness:
             rows.append({
                 "dataset": name, "state": state, "last_seq": st.get("last_seq"),
                 "last_applied_at": st.get("last_applied_at"), "last_applied_ts": applied,
-                "rows_total": st.get("rows_total"), "last_error": st.get("last_error"),
+                "rows_total": st.get("rows_total"),
+                "last_error": (r.error.to_dict() if r is not None and r.error is not None and  # status.json may
+                               (st.get("last_error") or {}).get("code") != r.error.code   # be unwritable
+                               else st.get("last_error")),
                 "freshness": freshness(applied, g.get("update_interval_s"), grace, now),
                 "last_success_ts": r.last_success if r else None, "progress": progress,
                 "interval_s": r.interval if r else None, "attempts": r.attempts if r else 0})

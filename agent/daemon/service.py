@@ -99,6 +99,7 @@ class Service:
         self.ctx: Any = None
         self.audit: audit_mod.AuditLog = None  # type: ignore[assignment]
         self.audit_error: AgentError | None = None
+        self.status_unwritten: set[str] = set()   # datasets whose last state could not be saved to status.json
         self.reload_refused: dict[str, Any] | None = None
         self.maintenance = False
         self.ready = False
@@ -350,7 +351,13 @@ class Service:
         self.scheduler.modify_job(f"sync:{dataset}", next_run_time=dt.datetime.now(UTC))
 
     def state_write(self, dataset: str, **fields: Any) -> None:
-        self.ctx.state.update_status(dataset, **fields)
+        try:
+            self.ctx.state.update_status(dataset, **fields)
+        except AgentError as e:  # a failing disk must neither undo the decision held in memory nor hide it
+            log.error("status_write_failed", dataset=dataset, code=e.code, error=str(e))
+            self.status_unwritten.add(dataset)
+        else:
+            self.status_unwritten.discard(dataset)
 
     def audit_record(self, event: str, **fields: Any) -> None:
         """The pipeline's and the daemon's audit callback: a failing audit log alarms, data keeps flowing."""
