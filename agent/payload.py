@@ -42,6 +42,9 @@ OPS = frozenset({"I", "U", "D"})
 MAX_MANIFEST = 1 << 20
 _INT_RANGE = {"int32": (-(1 << 31), (1 << 31) - 1), "int64": (-(1 << 63), (1 << 63) - 1)}
 _UTC = dt.timezone.utc
+# a text or binary value may be far larger than csv's default 128 KiB field limit (process-wide setting)
+if csv.field_size_limit() < 1 << 30:
+    csv.field_size_limit(1 << 30)
 # decimal(38,s) needs more digits than the default 28-digit context
 _DEC = Context(prec=80)
 _FIELD_RE = re.compile(r'"((?:[^"]|"")*)"|([^,"\n]*)')
@@ -81,6 +84,8 @@ def encode_value(ptype: PortableType, value: Any) -> str | None:
         q = d.quantize(Decimal(1).scaleb(-(ptype.scale or 0)), context=_DEC)
         if q != d:
             raise ValueError(f"{value} has more than {ptype.scale} decimal places")
+        if q.is_zero():
+            q = q.copy_abs()  # databases store -0.00 as 0.00; the canonical text must agree
         digits = len(q.as_tuple().digits) if q != 0 else 1
         int_digits = max(digits - (ptype.scale or 0), 0)
         if int_digits > (ptype.precision or 0) - (ptype.scale or 0):
@@ -200,7 +205,8 @@ def canonical_from_db(ptype: PortableType, value: Any) -> str | None:
     if base == "timestamptz" and isinstance(value, str):
         value = _parse_ts(value if ("+" in value[10:] or value.endswith("Z")) else value + "+00:00")
     if base == "json" and isinstance(value, (str, bytes)):
-        value = json.loads(value)
+        # a stored JSON null is the value null, not SQL NULL: canonicalise it directly
+        return json.dumps(json.loads(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     if base == "decimal" and not isinstance(value, (Decimal, str)):
         value = Decimal(str(value))
     if base == "decimal":

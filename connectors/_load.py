@@ -20,10 +20,6 @@ from agent.payload import encode_record
 from agent.schema import Schema
 
 CHUNK = 5000
-# payload.iter_records uses csv.reader, whose default field limit (128 KiB) is below a large text or
-# binary value; the limit is process-wide, so raise it once here (see the report on agent/payload.py)
-if csv.field_size_limit() < 1 << 30:
-    csv.field_size_limit(1 << 30)
 Converter = Callable[[str], Any] | None
 
 

@@ -106,3 +106,19 @@ def test_any_text_survives_the_payload_round_trip(rows):
     buf.seek(0)
     p.Manifest.read_from(buf)
     assert list(p.iter_records(buf)) == [(op, [k, v]) for op, k, v in rows]
+
+
+def test_values_larger_than_csvs_default_field_limit_parse():
+    big = "长" * 200_000  # 600 KB of UTF-8, above csv's 128 KiB default
+    buf = io.BytesIO()
+    p.write_payload(buf, "ds", "changes", SCHEMA, [("I", ["a", big])], 1)
+    buf.seek(0)
+    p.Manifest.read_from(buf)
+    assert list(p.iter_records(buf)) == [("I", ["a", big])]
+
+
+def test_negative_zero_and_json_null_canonicalise_like_the_databases_store_them():
+    assert p.encode_value(T("decimal(5,2)"), "-0.00") == "0.00"
+    assert p.canonical_from_db(T("decimal(5,2)"), Decimal("0.00")) == "0.00"
+    assert p.canonical_from_db(T("json"), "null") == "null"
+    assert p.canonical_from_db(T("json"), '{"b": 1, "a": 2}') == '{"a":2,"b":1}'
