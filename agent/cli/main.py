@@ -2,6 +2,10 @@
 
 Only this function turns exceptions into exit codes (sysexits-style, docs/operations.md). Every
 subcommand module exposes ``register(subparsers)`` and ``run(args) -> int``.
+
+Subcommand modules are imported lazily: only the chosen command's module (and what it imports) is
+loaded, so ``edx-agent version`` does not pay for SQLAlchemy, requests and the pipeline. Help, no
+command and an unknown command register every module, so their output is unchanged.
 """
 
 from __future__ import annotations
@@ -18,21 +22,46 @@ from ..errors import EXIT_SOFTWARE, EXIT_USAGE, AgentError
 from ..i18n import _
 
 COMMANDS = ["init", "enrol", "check", "doctor", "test", "sync", "status", "resync", "feedback", "selftest", "schema", "receipts", "demo", "version", "run", "audit"]
+# subcommands registered by a module of another name (aliases, a module's second command)
+OTHER_NAMES = {"enroll": "enrol", "request": "feedback"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="edx-agent",
-        description="Data-exchange front-end agent (数据交换前置机 agent): pulls sealed datasets from "
-                    "the education data platform and applies them to the local database.")
+def _global_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None,
                    help="configuration file (default: $EDX_AGENT_CONFIG, then /etc/edx-agent/agent.toml)")
     p.add_argument("--lang", choices=["zh", "en"], default=None, help="language of messages")
     p.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     p.add_argument("--log-level", default="warning", help="log level on stderr (default: warning)")
     p.add_argument("--json", action="store_true", help="machine-readable output where supported")
+
+
+class _Probe(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ValueError(message)
+
+
+def chosen_module(argv: Sequence[str]) -> str | None:
+    """The module of the subcommand named in ``argv``, or None (help, no or unknown command, bad options)."""
+    probe = _Probe(add_help=False)
+    _global_options(probe)
+    probe.add_argument("command", nargs="?")
+    try:
+        ns, _rest = probe.parse_known_args(list(argv))
+    except ValueError:
+        return None
+    name = OTHER_NAMES.get(ns.command, ns.command)
+    return name if name in COMMANDS else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only``, just that subcommand module is imported and registered."""
+    p = argparse.ArgumentParser(
+        prog="edx-agent",
+        description="Data-exchange front-end agent (数据交换前置机 agent): pulls sealed datasets from "
+                    "the education data platform and applies them to the local database.")
+    _global_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         mod = importlib.import_module(f".{name}_cmd", __package__)
         mod.register(sub)
     # the common options are accepted after the subcommand too (`edx-agent status --json`);
@@ -59,7 +88,8 @@ def _print_error(err: AgentError, as_json: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_module(argv))
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
