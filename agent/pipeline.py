@@ -56,17 +56,36 @@ def suite_hash(suite: int) -> Callable[[bytes], bytes]:
 
 
 class PayloadSource:
-    """A BatchSource over an envelope's decrypted payload stream (connectors.api.BatchSource)."""
+    """A BatchSource over an envelope's decrypted payload stream (connectors.api.BatchSource).
 
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self.rows = io.BufferedReader(stream, 1 << 20)
-        self.manifest = Manifest.read_from(self.rows)
+    ``reopen()`` decrypts the spooled envelope again from the start, so a connector that must read a
+    batch twice (to isolate rows the database refused) never keeps a plaintext copy on disk.
+    """
+
+    def __init__(self, path: Path, header: Any, ctx: "Context") -> None:
+        self._path, self._header, self._ctx = path, header, ctx
+        self._files: list[Any] = []
+        self._stream, self.rows, self.manifest = self._open()
+
+    def _open(self) -> tuple[Any, io.BufferedReader, Manifest]:
+        f = self._path.open("rb")
+        self._files.append(f)
+        envelope.read_header(f, trusted=self._ctx.hub_keys, allowed_suites=self._ctx.allowed_suites)
+        stream = envelope.open_payload(f, self._header, self._ctx.keys)
+        rows = io.BufferedReader(stream, 1 << 20)
+        return stream, rows, Manifest.read_from(rows)
+
+    def reopen(self) -> io.BufferedReader:
+        return self._open()[1]
 
     def finish(self) -> None:
         if self.rows.read(1):
             raise DataError("the connector stopped reading before the end of the payload")
         self._stream.finish()
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
 
 
 @dataclass
@@ -143,9 +162,8 @@ def apply_file(ctx: Context, path: Path, dataset: str, received_at: dt.datetime 
         return out
     from connectors.api import AlreadyApplied, BatchMeta
 
-    with path.open("rb") as f:
-        envelope.read_header(f, trusted=ctx.hub_keys, allowed_suites=ctx.allowed_suites)
-        source = PayloadSource(envelope.open_payload(f, header, ctx.keys))
+    source = PayloadSource(path, header, ctx)
+    try:
         faults.point("decrypt")
         m = source.manifest
         problems = []
@@ -178,6 +196,8 @@ def apply_file(ctx: Context, path: Path, dataset: str, received_at: dt.datetime 
         except AlreadyApplied:
             out.duplicate = True
             return out
+    finally:
+        source.close()
     out.phases["apply"] = time.monotonic() - t1
     out.phases.update({f"apply.{k}": v for k, v in (result.phases or {}).items()})
     out.duplicate = result.duplicate
