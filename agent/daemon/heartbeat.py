@@ -66,8 +66,9 @@ class CommandRunner:
     def dispatch(self, commands: list[dict[str, Any]]) -> None:
         for cmd in commands:
             kind = cmd.get("type")
-            if kind == "resync":
-                # the resync touches the database: it queues behind the sync loop, never beside it
+            if kind in ("resync", "doctor"):
+                # both write to the database (doctor probes the privileges with scratch tables):
+                # they queue behind the sync loop, never beside it
                 self.svc.submit_sync(lambda c=cmd: self.execute(c), f"command:{cmd.get('id')}")
             else:
                 self.svc.submit_default(lambda c=cmd: self.execute(c), f"command:{cmd.get('id')}")
