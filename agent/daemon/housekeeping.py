@@ -22,7 +22,7 @@ import structlog
 
 from ..errors import AgentError
 from ..state import now_iso
-from .readiness import freshness, parse_ts
+from .readiness import parse_ts
 
 log = structlog.get_logger(__name__)
 

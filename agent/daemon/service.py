@@ -6,7 +6,8 @@ pools. The ``sync`` pool has exactly one worker: every job that touches the data
 Context (dataset syncs, grant refresh, resync commands, retention, reload) runs there one after the
 other, so there is one writer to the database, to status.json and to the spool, and a reload swaps the
 Context between two jobs instead of under one. The ``default`` pool runs the rest (heartbeat,
-watchdog tick, doctor and diagnostics commands), so a long batch never delays a heartbeat.
+watchdog tick, diagnostics command), so a long batch never delays a heartbeat; the doctor command
+writes scratch tables, so it runs in the sync pool too.
 """
 
 from __future__ import annotations
