@@ -159,11 +159,7 @@ class MySQLConnector(BaseConnector):
             "ON: batches load with LOAD DATA LOCAL INFILE" if on else
             "OFF: batches fall back to multi-row INSERT, several times slower",
             "" if on else "SET GLOBAL local_infile = 1; and local_infile = 1 under [mysqld] in my.cnf"))
-        pool = int(v.get("innodb_buffer_pool_size", 0) or 0)
-        items.append(ProbeItem(
-            "mysql:innodb_buffer_pool_size", pool >= 256 << 20, f"{pool >> 20} MiB",
-            "" if pool >= 256 << 20 else "Raise innodb_buffer_pool_size so the synced tables' indexes fit "
-            "(at least 256 MiB; 50-70% of RAM on a dedicated server)."))
+        items.append(self._buffer_pool_item(conn, int(v.get("innodb_buffer_pool_size", 0) or 0), schema_name))
         cs = v.get("character_set_server", "")
         items.append(ProbeItem(
             "mysql:character_set_server", cs == "utf8mb4", cs,
@@ -181,6 +177,24 @@ class MySQLConnector(BaseConnector):
         items.append(ProbeItem("mysql:sql_mode", strict, f"session {s[0]}",
                                "" if strict else "Do not override sql_mode for the agent's sessions."))
         return items
+
+    def _buffer_pool_item(self, conn: sa.Connection, pool: int, schema_name: str | None) -> ProbeItem:
+        # A bulk load whose table and keys outgrow the buffer pool flushes and re-reads pages for every row:
+        # with the stock 128 MiB, a 1M-row student snapshot loaded 4.5x slower per row than a 200k one
+        # (issue 9; bench/bench_e2e.py --full). A snapshot needs room for its shadow table next to the live one.
+        total, largest = conn.exec_driver_sql(
+            "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0), COALESCE(MAX(DATA_LENGTH + INDEX_LENGTH), 0) "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE())", (schema_name,)).one()
+        need = max(256 << 20, int(total) + int(largest))
+        advice = ((need >> 20) + 127) // 128 * 128
+        detail = (f"{pool >> 20} MiB for {int(total) >> 20} MiB of tables in the target schema "
+                  f"(largest {int(largest) >> 20} MiB; a snapshot also needs room for its shadow copy)")
+        return ProbeItem(
+            "mysql:innodb_buffer_pool_size", pool >= need, detail,
+            "" if pool >= need else f"Raise innodb_buffer_pool_size to at least {advice} MiB "
+            "(SET GLOBAL innodb_buffer_pool_size = ...; and under [mysqld] in my.cnf; 50-70% of RAM on a "
+            "dedicated server): below the synced tables' size, bulk loads and merges slow down several times "
+            "per row as pages are flushed and read back.")
 
     # --- session checks ---------------------------------------------------------------------------
 
