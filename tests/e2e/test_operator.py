@@ -82,3 +82,21 @@ def test_feedback_request_and_resync_reach_the_platform(hub, agent_cli, tmp_path
     with eng.connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM student")).scalar_one() > 0
     eng.dispose()
+
+
+def test_diagnostics_bundle_is_written_and_carries_no_secret(hub, agent_cli, tmp_path):
+    import zipfile
+
+    enrolled(hub, agent_cli, tmp_path)
+    canary = "CANARY-pw-7f3a9c"
+    (agent_cli.workdir / "db.pass").write_text(canary)
+    (agent_cli.workdir / "db.pass").chmod(0o600)
+    text = agent_cli.config.read_text().replace('password_file = ""', 'password_file = "db.pass"')
+    agent_cli.config.write_text(text)
+    out = tmp_path / "diag.zip"
+    agent_cli("diagnostics", "--no-doctor", "--output", str(out), env={"EDX_CANARY_TOKEN": canary})
+    with zipfile.ZipFile(out) as z:
+        names = set(z.namelist())
+        assert {"versions.json", "config.json", "status.json"} <= names
+        for n in names:
+            assert canary not in z.read(n).decode("utf-8", "replace"), n
