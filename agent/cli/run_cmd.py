@@ -36,6 +36,8 @@ class TailStream:
     def write(self, text: str) -> int:
         with self._lock:
             self.stream.write(text)
+            if text.endswith("\n"):
+                self.stream.flush()   # one line at a time to journald, even when stdout is a pipe or file
             data = self._partial + text
             *complete, self._partial = data.split("\n")
             self.tail.extend(complete)
