@@ -12,7 +12,7 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from .errors import CommandUnknown, RequestInvalid
 from .store import agents, commands, messages, now_ms
@@ -43,6 +43,36 @@ def record_heartbeat(conn: Connection, agent: dict[str, Any], beat_json: str, ag
         conn.execute(update(commands).where(commands.c.id.in_([p.id for p in pending]))
                      .values(state="sent", sent_at_ms=now))
     return [{"id": p.id, "type": p.type, **({"dataset": p.dataset} if p.dataset else {})} for p in pending]
+
+
+_BEAT_PG = text("""
+WITH n AS (
+    INSERT INTO hub_nonces (agent_id, nonce, expires_ms) VALUES (:aid, :nonce, :exp)
+    ON CONFLICT DO NOTHING RETURNING 1),
+u AS (
+    UPDATE hub_agents SET last_seen_ms = :now, heartbeat_json = :json, agent_version = :ver, hostname = :host,
+           heartbeats = heartbeats + 1
+    WHERE agent_id = :aid AND EXISTS (SELECT 1 FROM n) RETURNING 1),
+c AS (
+    UPDATE hub_commands SET state = 'sent', sent_at_ms = :now
+    WHERE agent_id = :aid AND state = 'pending' AND EXISTS (SELECT 1 FROM n)
+    RETURNING id, type, dataset, created_at_ms)
+SELECT (SELECT count(*) FROM n) AS fresh, (SELECT count(*) FROM u) AS stored, c.id, c.type, c.dataset
+FROM (SELECT 1) AS one LEFT JOIN c ON true ORDER BY c.created_at_ms
+""")
+
+
+def record_heartbeat_pg(conn: Connection, agent: dict[str, Any], nonce: str, nonce_expires: int, beat_json: str,
+                        agent_version: str, hostname: str, now: int) -> list[dict[str, Any]]:
+    """PostgreSQL: the nonce, the status and the commands in one statement; a replayed nonce writes nothing."""
+    from agent.reqsign import RequestReplayed
+
+    rows = conn.execute(_BEAT_PG, {"aid": agent["agent_id"], "nonce": nonce, "exp": nonce_expires, "now": now,
+                                   "json": beat_json, "ver": (agent_version or agent["agent_version"])[:64],
+                                   "host": (hostname or agent["hostname"])[:255]}).all()
+    if not rows or not rows[0].fresh:
+        raise RequestReplayed(f"nonce {nonce} from agent {agent['agent_id']}")
+    return [{"id": r.id, "type": r.type, **({"dataset": r.dataset} if r.dataset else {})} for r in rows if r.id]
 
 
 def queue_command(conn: Connection, agent_id: str, type_: str, dataset: str | None = None) -> str:

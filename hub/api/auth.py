@@ -42,6 +42,16 @@ _NONCE_SQLITE = sqlite_dialect.insert(nonces).on_conflict_do_nothing().returning
 _NONCE_PG = pg_dialect.insert(nonces).on_conflict_do_nothing().returning(nonces.c.agent_id)
 
 
+def nonce_expiry(t: str, now: int) -> int:
+    # a nonce must be remembered as long as its request could still pass the clock check
+    return max(int(t), now) + reqsign.MAX_SKEW_MS
+
+
+def cleanup_nonces(conn: Connection, now: int) -> None:
+    if random.random() < 0.01:  # amortised clean-up of nonces nobody can replay any more
+        conn.execute(delete(nonces).where(nonces.c.expires_ms < now))
+
+
 @functools.lru_cache(maxsize=16384)
 def _public_keys(keys_json: str) -> Any:
     # A pure function of the stored text: caching it keeps no state that matters (revocation and
@@ -50,8 +60,12 @@ def _public_keys(keys_json: str) -> Any:
 
 
 def authenticate(ctx: HubContext, headers: Any, method: str, target: str, body: bytes,
-                 conn: Connection | None = None) -> dict[str, Any]:
-    """Check one signed request; inside ``conn``'s transaction when given (the hot path shares it)."""
+                 conn: Connection | None = None, *, record_nonce: bool = True) -> dict[str, Any]:
+    """Check one signed request; inside ``conn``'s transaction when given (the hot path shares it).
+
+    With ``record_nonce=False`` the caller records the nonce itself (``nonce_expiry`` says until when),
+    in the same statement as its own writes (status.record_heartbeat_pg), and refuses a replay.
+    """
     if conn is None:
         with ctx.engine.begin() as own:
             return authenticate(ctx, headers, method, target, body, own)
@@ -63,13 +77,13 @@ def authenticate(ctx: HubContext, headers: Any, method: str, target: str, body: 
     agent = dict(row)
     reqsign.verify_request(_public_keys(agent["keys_json"]), headers, method, target, body, now)
     require_usable(agent)
-    # a nonce must be remembered as long as its request could still pass the clock check
-    expires = max(int(t), now) + reqsign.MAX_SKEW_MS
+    if not record_nonce:
+        return agent
+    expires = nonce_expiry(t, now)
     stmt = _NONCE_PG if is_postgres(conn) else _NONCE_SQLITE
     if conn.execute(stmt, {"agent_id": agent_id, "nonce": nonce, "expires_ms": expires}).first() is None:
         raise reqsign.RequestReplayed(f"nonce {nonce} from agent {agent_id}")
-    if random.random() < 0.01:  # amortised clean-up of nonces nobody can replay any more
-        conn.execute(delete(nonces).where(nonces.c.expires_ms < now))
+    cleanup_nonces(conn, now)
     return agent
 
 

@@ -231,3 +231,18 @@ def test_admin_endpoints_need_the_token(hub):
     r = hub.client(headers={"Authorization": "Bearer wrong"}).get("/admin/v1/agents")
     assert r.status_code == 401
     assert hub.admin().get("/admin/v1/agents").status_code == 200
+
+
+def test_replayed_heartbeat_writes_nothing_and_takes_no_command(hub):
+    # the heartbeat is the hot path with its own single-statement nonce check on PostgreSQL
+    hub.publish_rows("rhb", students(3), "snapshot", SCHEMA)
+    a = hub.enrol("unit-rhb", ["rhb"])
+    nonce = "ef" * 16
+    assert a.post("/v1/heartbeat", {"hostname": "first"}, nonce=nonce).status_code == 200
+    cid = hub.ok("agent", "command", a.agent_id, "--type", "doctor").strip()
+    r = a.post("/v1/heartbeat", {"hostname": "replayed"}, nonce=nonce)
+    assert r.status_code == 401 and code(r) == "auth-replayed"
+    view = hub.admin().get(f"/admin/v1/fleet/agents/{a.agent_id}").json()
+    assert view["hostname"] == "first" and view["heartbeats"] == 1
+    assert a.post("/v1/heartbeat", {"hostname": "second"}).json()["commands"] == [
+        {"id": cid, "type": "doctor", "dataset": None}]
