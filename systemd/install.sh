@@ -2,17 +2,26 @@
 # Install, upgrade, roll back or remove edx-agent as a systemd service, from an offline bundle.
 # 从离线安装包安装、升级、回退或卸载 edx-agent 系统服务。
 #
+# Two kinds of bundle / 两种安装包:
+#   edx-agent-VERSION-linux-ARCH.tar.gz          self-contained: brings its own Python and drivers;
+#                                                needs no Python on the machine (packaging/build-bundle.sh)
+#                                                自带解释器，目标机器无需 Python
+#   edx-agent-VERSION-wheelhouse-TAG.tar.gz      wheels, installed into a venv of the machine's
+#                                                Python >= 3.11 (packaging/build-wheelhouse.sh)
+#
 # Usage / 用法 (as root / 以 root 运行):
 #   install.sh [--bundle FILE.tar.gz|DIR] [options]   install or upgrade (idempotent) / 安装或升级
 #   install.sh --rollback                             go back to the previous release / 回退到上一版本
 #   install.sh --uninstall [--purge]                  remove (keep data unless --purge) / 卸载
 #
 # Options / 选项:
-#   --bundle PATH     the bundle: edx-agent-VERSION-wheelhouse-TAG.tar.gz with its .sha256 next to it,
-#                     or an unpacked bundle directory (default: the directory of this script)
-#   --python PATH     Python >= 3.11 to build the service's venv with (default: python3.12,
-#                     python3.11 or python3, the first the bundle has wheels for)
-#   --extras LIST     drivers to install: all (default), or e.g. oracle,sqlserver, or "" for none
+#   --bundle PATH     the bundle (either kind) with its .sha256 next to it, or an unpacked bundle
+#                     directory (default: the directory of this script)
+#   --python PATH     wheelhouse only: Python >= 3.11 to build the service's venv with (default:
+#                     python3.12, python3.11 or python3, the first the bundle has wheels for)
+#   --extras LIST     wheelhouse only: drivers to install: all (default), e.g. oracle,sqlserver, or ""
+#   --link            self-contained only: hard-link the bundle's files into the release instead of
+#                     copying them (same file system; the .deb package uses it to save the space)
 #   --suite intl|gm   cipher suite of the key pair made on first install (default: intl; gm = 国密)
 #   --no-keys         do not make a key pair on first install (run `edx-agent init` yourself)
 #   --no-enable       do not enable the unit at boot
@@ -26,12 +35,15 @@
 #   --lang zh|en      language of messages (default: from EDX_AGENT_LANG, LC_ALL, LC_MESSAGES, LANG)
 #
 # Exit status / 退出码: 0 done; 1 failed; 2 usage; 65 the bundle is corrupt or does not match its
-# checksum; 69 unsupported machine (architecture, no Python >= 3.11 the bundle has wheels for);
-# 77 not run as root.
+# checksum; 69 unsupported machine (architecture, a glibc older than a self-contained bundle needs,
+# no Python >= 3.11 a wheelhouse has wheels for); 77 not run as root.
 #
-# Nothing is changed before every check has passed: architecture, privileges, Python, the bundle's
-# checksums and an offline resolution of its wheels. An upgrade is built next to the running release
-# and switched to only after its self-test passes; the previous release is kept for --rollback.
+# Nothing is changed before every check has passed: architecture, privileges, the bundle's checksums,
+# then glibc (self-contained) or Python and an offline resolution of the wheels (wheelhouse). An
+# upgrade is installed next to the running release and switched to only after its self-test
+# (`edx-agent version`, `selftest`, and `check` of the existing configuration) passes; the previous
+# release is kept for --rollback. Under /opt/edx-agent, `venv` points at the active release for both
+# kinds (for a self-contained bundle its bin/ holds the frozen executable), so the unit is the same.
 set -euo pipefail
 umask 022
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP
@@ -51,6 +63,8 @@ ACTION=install
 PURGE=0
 ENABLE=1
 KEYS=1
+LINK=0
+KIND=""       # self-contained or wheelhouse, from the bundle
 MSG_LANG=${EDX_AGENT_LANG:-}
 
 # --- messages ---------------------------------------------------------------------------------------
@@ -89,6 +103,7 @@ while [ $# -gt 0 ]; do
         --lang) shift 2 ;;
         --lang=*) shift ;;
         --no-keys) KEYS=0; shift ;;
+        --link) LINK=1; shift ;;
         --no-enable) ENABLE=0; shift ;;
         --uninstall) ACTION=uninstall; shift ;;
         --rollback) ACTION=rollback; shift ;;
@@ -184,8 +199,9 @@ PIPWHL=""
 open_bundle() {
     local src=$BUNDLE sum want got f
     if [ -z "$src" ]; then
-        [ -d "$HERE/wheels" ] || die 2 "$(t "no bundle: pass --bundle edx-agent-VERSION-wheelhouse-TAG.tar.gz" \
-                                            "未指定安装包：请使用 --bundle edx-agent-版本-wheelhouse-标签.tar.gz")"
+        [ -d "$HERE/wheels" ] || [ -x "$HERE/edx-agent/edx-agent" ] \
+            || die 2 "$(t "no bundle: pass --bundle edx-agent-VERSION-linux-ARCH.tar.gz" \
+                          "未指定安装包：请使用 --bundle edx-agent-版本-linux-架构.tar.gz")"
         src=$HERE
     fi
     if [ -f "$src" ]; then
@@ -212,13 +228,18 @@ open_bundle() {
         die 65 "$(t "files in the bundle do not match its SHA256SUMS: $(cd "$B" && sha256sum --check --quiet SHA256SUMS 2>&1 | head -n 3 | tr '\n' ' ')" \
                     "安装包内文件与 SHA256SUMS 不一致：$(cd "$B" && sha256sum --check --quiet SHA256SUMS 2>&1 | head -n 3 | tr '\n' ' ')")"
     fi
+    for f in edx-agent.service agent.example.toml; do
+        [ -f "$B/$f" ] || die 65 "$(t "the bundle lacks $f" "安装包缺少 $f")"
+    done
+    if grep -q '^kind: self-contained' "$B/BUILD-INFO" 2>/dev/null; then
+        open_self_contained
+        return
+    fi
+    KIND=wheelhouse
     # pip would also pick up a wheel that is not listed; only listed files count
     for f in "$B"/wheels/*; do
         grep -q "  wheels/$(basename "$f")\$" "$B/SHA256SUMS" \
             || die 65 "$(t "wheels/$(basename "$f") is not listed in SHA256SUMS" "wheels/$(basename "$f") 不在 SHA256SUMS 中")"
-    done
-    for f in edx-agent.service agent.example.toml; do
-        [ -f "$B/$f" ] || die 65 "$(t "the bundle lacks $f" "安装包缺少 $f")"
     done
     WH=$B/wheels
     set -- "$WH"/edx_agent-*.whl
@@ -234,6 +255,39 @@ open_bundle() {
     fi
     say "$(t "bundle: edx-agent $VERSION ($(grep -c '\.whl$' "$B/SHA256SUMS") wheels, all checksums OK)" \
              "安装包：edx-agent $VERSION（共 $(grep -c '\.whl$' "$B/SHA256SUMS") 个 wheel，校验全部通过）")"
+}
+
+# glibc_version: the C library's version ("2.31"), empty if it is not glibc (musl)
+glibc_version() { getconf GNU_LIBC_VERSION 2>/dev/null | awk '$1 == "glibc" { print $2 }'; }
+version_lt() { [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$1" ]; }
+
+open_self_contained() {  # the checks of a self-contained bundle; nothing is changed here either
+    local want_arch need_glibc have_glibc listed present
+    KIND=self-contained
+    [ -x "$B/edx-agent/edx-agent" ] || die 65 "$(t "the bundle lacks its executable edx-agent/edx-agent" "安装包缺少可执行文件 edx-agent/edx-agent")"
+    # a file that is not listed could still be loaded by the frozen program: only listed files count
+    listed=$(grep -c '  edx-agent/' "$B/SHA256SUMS" || true)
+    present=$(find "$B/edx-agent" -type f | wc -l)
+    [ "$listed" = "$present" ] || die 65 "$(t "edx-agent/ holds $present files but SHA256SUMS lists $listed" \
+                                                "edx-agent/ 中有 $present 个文件，而 SHA256SUMS 列出 $listed 个")"
+    VERSION=$(awk '$1 == "version:" { print $2 }' "$B/BUILD-INFO")
+    want_arch=$(awk '$1 == "architecture:" { print $2 }' "$B/BUILD-INFO")
+    need_glibc=$(awk '$1 == "glibc:" { print $NF }' "$B/BUILD-INFO")
+    if [ -z "$VERSION" ] || [ -z "$want_arch" ] || [ -z "$need_glibc" ]; then
+        die 65 "$(t "BUILD-INFO lacks the version, architecture or glibc" "BUILD-INFO 缺少版本、架构或 glibc 信息")"
+    fi
+    if [ "$want_arch" != "$ARCH" ]; then
+        die 69 "$(t "this bundle is for $want_arch but this machine is $ARCH: use edx-agent-$VERSION-linux-$ARCH.tar.gz; nothing was changed" \
+                    "该安装包适用于 $want_arch，而本机为 $ARCH：请使用 edx-agent-$VERSION-linux-$ARCH.tar.gz；未做任何改动")"
+    fi
+    have_glibc=$(glibc_version)
+    if [ -z "$have_glibc" ] || version_lt "$have_glibc" "$need_glibc"; then
+        die 69 "$(t "this bundle needs glibc >= $need_glibc; this machine has ${have_glibc:-no glibc} (ldd --version): use a bundle built on an older system (packaging/README.md); nothing was changed" \
+                    "该安装包需要 glibc >= $need_glibc，本机为 ${have_glibc:-非 glibc}（ldd --version）：请使用在更旧系统上构建的安装包；未做任何改动")"
+    fi
+    RELEASE="$VERSION-$(sha256sum "$B/SHA256SUMS" | cut -c1-12)"
+    say "$(t "bundle: edx-agent $VERSION, self-contained for $ARCH (glibc >= $need_glibc; here $have_glibc), all checksums OK" \
+             "安装包：edx-agent $VERSION，自带解释器（$ARCH，需 glibc >= $need_glibc，本机 $have_glibc），校验全部通过")"
 }
 
 REQ=""
@@ -353,18 +407,29 @@ install_release() {
     if [ -x "$rel/bin/edx-agent" ] && [ -f "$rel/.complete" ] && selftest "$rel" >/dev/null 2>&1; then
         note "$(t "release $RELEASE is already installed" "版本 $RELEASE 已安装")"
     else
-        say "$(t "installing edx-agent $VERSION into $rel (offline, from the bundle's wheels)" \
-                 "安装 edx-agent $VERSION 到 $rel（离线，使用安装包中的 wheel）")"
         rm -rf "$rel"
-        "$PYTHON" -m venv --without-pip "$rel"
-        if ! pip_in "$rel/bin/python" install --quiet --no-index --find-links "$WH" --no-cache-dir \
-                --no-compile --no-warn-script-location "$REQ" pip; then
-            rm -rf "$rel"
-            die 1 "$(t "pip could not install the bundle; the running release is unchanged" \
-                       "pip 安装失败；正在运行的版本未受影响")"
+        if [ "$KIND" = self-contained ]; then
+            say "$(t "installing edx-agent $VERSION into $rel (self-contained, no Python needed)" \
+                     "安装 edx-agent $VERSION 到 $rel（自带解释器，无需 Python）")"
+            mkdir -p "$rel"
+            # bin/ is the frozen program's folder: bin/edx-agent and bin/_internal/
+            if ! { [ "$LINK" = 1 ] && cp -al "$B/edx-agent" "$rel/bin" 2>/dev/null; }; then
+                rm -rf "${rel:?}/bin"
+                cp -a "$B/edx-agent" "$rel/bin" || { rm -rf "$rel"; die 1 "$(t "could not copy the bundle to $rel" "无法复制安装包到 $rel")"; }
+            fi
+        else
+            say "$(t "installing edx-agent $VERSION into $rel (offline, from the bundle's wheels)" \
+                     "安装 edx-agent $VERSION 到 $rel（离线，使用安装包中的 wheel）")"
+            "$PYTHON" -m venv --without-pip "$rel"
+            if ! pip_in "$rel/bin/python" install --quiet --no-index --find-links "$WH" --no-cache-dir \
+                    --no-compile --no-warn-script-location "$REQ" pip; then
+                rm -rf "$rel"
+                die 1 "$(t "pip could not install the bundle; the running release is unchanged" \
+                           "pip 安装失败；正在运行的版本未受影响")"
+            fi
+            # byte-compile now, on every core: the service cannot write .pyc files (ProtectSystem=strict)
+            "$rel/bin/python" -m compileall -q -j 0 "$rel/lib" >/dev/null 2>&1 || true
         fi
-        # byte-compile now, on every core: the service cannot write .pyc files (ProtectSystem=strict)
-        "$rel/bin/python" -m compileall -q -j 0 "$rel/lib" >/dev/null 2>&1 || true
         say "$(t "self-test of the new release" "新版本自检")"
         if ! selftest "$rel"; then
             rm -rf "$rel"
@@ -414,6 +479,9 @@ install_files() {
     if [ -d "$B/docs" ]; then cp -f "$B"/docs/* "$P/share/doc/" 2>/dev/null || true; fi
     if [ -d "$B/examples" ]; then cp -f "$B"/examples/* "$P/share/examples/" 2>/dev/null || true; fi
     install -m 0755 "$B/install.sh" "$P/share/install.sh" 2>/dev/null || true
+    for f in BUILD-INFO README.txt; do
+        if [ -f "$B/$f" ]; then install -m 0644 "$B/$f" "$P/share/doc/$f"; fi
+    done
 }
 
 ensure_keys() {
@@ -493,9 +561,11 @@ next_steps() {
 do_install() {
     check_arch
     check_privileges
-    check_python
     open_bundle
-    choose_python
+    if [ "$KIND" = wheelhouse ]; then
+        check_python
+        choose_python
+    fi
     say "$(t "installing into ${ROOT} (prefix $PREFIX)" "安装到 ${ROOT}（前缀 $PREFIX）")"
     write_sysusers_tmpfiles
     ensure_user
