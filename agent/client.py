@@ -188,6 +188,9 @@ class HubClient:
         return self._json("POST", f"/v1/commands/{command_id}/result",
                           body={"ok": ok, "detail": detail, "report": report})
 
+    def rotate_keys(self, keys_public: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/v1/keys", body={"keys": keys_public})
+
     def resync(self, dataset: str) -> dict[str, Any]:
         return self._json("POST", "/v1/resync", body={"dataset": dataset}, idempotent=False)
 

@@ -41,6 +41,8 @@ class Enrolment:
     previous_key_ids: list[str]
     enrolled_at: str
     api_version: str = "1"
+    pending_key_id: str = ""   # a rotation sent to the hub but not yet confirmed (crash-safe resume)
+    rotated_at: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -183,3 +183,9 @@ class RangeNotSatisfiable(RequestInvalid):
     message = "the requested byte range is outside the envelope: {detail}"
     remedy = "Restart the download from byte 0."
     http_status = 416
+
+
+class KeySuiteChange(RequestInvalid):
+    code = "agent-keys-suite-change"
+    message = "a key rotation cannot change the cipher suite: {detail}"
+    remedy = "Rotate within the same suite; changing suite means enrolling again with a new token."

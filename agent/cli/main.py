@@ -21,7 +21,7 @@ from .. import __version__, i18n, logs
 from ..errors import EXIT_SOFTWARE, EXIT_USAGE, AgentError
 from ..i18n import _
 
-COMMANDS = ["init", "enrol", "check", "doctor", "test", "sync", "status", "resync", "feedback", "selftest", "schema", "receipts", "diagnostics", "demo", "version", "run", "audit"]
+COMMANDS = ["init", "enrol", "check", "doctor", "test", "sync", "status", "resync", "feedback", "selftest", "schema", "receipts", "diagnostics", "keys", "demo", "version", "run", "audit"]
 # subcommands registered by a module of another name (aliases, a module's second command)
 OTHER_NAMES = {"enroll": "enrol", "request": "feedback"}
 

@@ -97,7 +97,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def create_app(ctx: HubContext) -> FastAPI:
-    from . import admin_routes, agent_routes, status_routes
+    from . import admin_routes, agent_routes, key_routes, status_routes
     from ..web import fleet_pages, metrics
 
     app = FastAPI(
@@ -134,6 +134,7 @@ def create_app(ctx: HubContext) -> FastAPI:
                             status_code=500)
 
     app.include_router(agent_routes.router)
+    app.include_router(key_routes.router)
     app.include_router(status_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(fleet_pages.router)

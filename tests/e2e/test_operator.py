@@ -100,3 +100,30 @@ def test_diagnostics_bundle_is_written_and_carries_no_secret(hub, agent_cli, tmp
         assert {"versions.json", "config.json", "status.json"} <= names
         for n in names:
             assert canary not in z.read(n).decode("utf-8", "replace"), n
+
+
+def test_key_rotation_keeps_batches_flowing_and_old_batches_readable(hub, agent_cli, tmp_path, sample_files):
+    enrolled(hub, agent_cli, tmp_path)
+    # a batch sealed to the old key waits in the spool while the key rotates
+    from agent.config import load
+    from agent.runtime import build_context
+
+    ctx = build_context(load(agent_cli.config))
+    listing = ctx.client.batches("student", 0)["batches"]
+    ctx.spool.fetch(ctx.client, listing[0])
+    ctx.connector.close()
+    before = json.loads(agent_cli("keys", "list", "--json").stdout)
+    agent_cli("keys", "rotate")
+    after = json.loads(agent_cli("keys", "list", "--json").stdout)
+    assert after["current"] != before["current"] and after["previous"] == [before["current"]]
+    # the spooled batch (old key) and a new one (sealed to the new key) both apply
+    hub.admin("publish", "student", str(sample_files["changes"]), "--kind", "changes")
+    agent_cli("sync", "--once")
+    status = json.loads(agent_cli("status", "--json").stdout)
+    (st,) = [d for d in status["datasets"] if d["dataset"] == "student"]
+    assert st["last_seq"] == 2 and st["state"] == "ok"
+    # rotating again is idempotent on the hub side and the previous key is pruned after the grace
+    agent_cli("keys", "rotate")
+    out = agent_cli("keys", "prune", "--grace", "0s").stdout
+    assert "removed 2" in out
+    assert agent_cli("sync", "--once", "--json").returncode == 0
