@@ -112,7 +112,8 @@ def test_unit_has_the_operational_contract() -> None:
     d = directives(UNIT.read_text())
     assert d["Type"] == ["notify"]
     assert d["WatchdogSec"] and d["Restart"] == ["on-failure"]
-    assert d["RestartPreventExitStatus"] == ["78"]  # EX_CONFIG: restarting cannot fix a config
+    # EX_CONFIG and a failed self-test (EX_SOFTWARE): restarting cannot fix either
+    assert d["RestartPreventExitStatus"] == ["70 78"]
     for key in ("StateDirectory", "ConfigurationDirectory", "LogsDirectory", "RuntimeDirectory"):
         assert d[key] == ["edx-agent"], key
     assert d["User"] == ["edx-agent"]
