@@ -193,6 +193,10 @@ class BaseConnector(MergeMixin):
         qn = self.qname(table, schema_name)
         old = _meta.read_schema(conn, self._meta()[_meta.SCHEMA], self._schema_key(table, schema_name))
         if not self._table_exists(conn, table, schema_name):
+            if old is not None:  # the agent made it: changes on a fresh empty table would silently lose rows
+                raise SchemaConflict(f"table {table} was dropped or renamed outside edx-agent",
+                                     remedy="Restore the table, or ask for a fresh snapshot with "
+                                            "`edx-agent resync DATASET`.")
             return [self.create_table_sql(qn, schema)], True
         if old is None:
             raise SchemaConflict(f"table {table} exists but edx-agent did not create it (no edx_schema entry)",
