@@ -8,7 +8,7 @@ from typing import Any
 
 from bench._e2e_report import LABEL, NAMES
 
-COLORS = {"agent-e2e": "#1f77b4", "agent-apply": "#6baed6", "native": "#2ca02c", "sqlalchemy": "#ff7f0e",
+COLORS = {"agent-e2e": "#1f77b4", "agent-e2e-nock": "#aec7e8", "agent-apply": "#6baed6", "native": "#2ca02c", "sqlalchemy": "#ff7f0e",
           "per-row": "#d62728", "pandas": "#9467bd", "dlt": "#8c564b"}
 
 

@@ -15,9 +15,10 @@ import datetime as dt
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 DATASET = "dlt_student"
 TABLE = "student"

@@ -1,8 +1,8 @@
 """Where the time of one edx-agent end-to-end run goes: py-spy samples of the worker, summed into buckets.
 
 py-spy samples every thread (``--idle`` too, so a thread blocked on the database is seen waiting) and writes
-collapsed stacks; each sample of the main thread is put in the first bucket whose marker appears in its
-stack (innermost frame first), and the feeder thread of the MariaDB FIFO is reported on its own line.
+collapsed stacks; each sample of the main thread is put in the first bucket (in the order of BUCKETS) with a
+marker in its stack, and the feeder thread of the MariaDB FIFO is reported on its own line.
 The raw stacks are kept in docs/perf/profile-<db>-<kind>.txt for a flame graph (e.g. inferno, speedscope).
 """
 
@@ -14,17 +14,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-# (bucket, markers in a frame "function (module/file.py:line)"); first match from the innermost frame wins
+# (bucket, markers): the first bucket with a marker anywhere in the sample's stack wins, in this order
 BUCKETS = [
     ("pass 1: verify every chunk", ("verify_stream",)),
-    ("pass 2: decrypt (AES-GCM)", ("open_into", "_Chunks.next", "next (agent/envelope/stream.py")),
-    ("pass 2: decompress (zstd)", ("readinto (agent/envelope/stream.py",)),
-    ("reconciliation checksum", ("_checksum (connectors/base.py", "checksum_rows", "table_checksum")),
-    ("merge (dedup, counts, delete, upsert)", ("_merge", "_dedup")),
-    ("bulk load (server parsing, waiting)", ("_bulk_load", "_load_python", "load_rows")),
-    ("swap, lineage, checkpoint, commit", ("_swap", "_finish_batch", "commit", "_reconcile_only")),
-    ("DDL, checkpoint read, session checks", ("_create_", "_evolve", "_read_cp", "_session_checks",
-                                              "get_checkpoint", "lineage_digest", "ensure_meta", "_table_exists")),
+    ("pass 2: decrypt (AES-GCM)", ("_Chunks.next",)),
+    ("pass 2: decompress (zstd)", ("PayloadStream.readinto",)),
+    ("reconciliation read-back checksum", ("._checksum (", "checksum_rows", "table_checksum")),
+    ("merge (dedup, counts, delete, upsert)", ("._merge", "._dedup", "_quarantine_nulls")),
+    ("bulk load (server parsing; client waits)", ("._bulk_load", "._load_python", "load_rows", "._finish_shadow")),
+    ("swap, lineage, checkpoint, commit", ("._swap", "_finish_batch", "write_lineage", "write_checkpoint",
+                                           "write_schema", ".commit", "_reconcile_only")),
+    ("DDL, checkpoint read, session checks", ("._create_", "._evolve", "_read_cp", "read_checkpoint",
+                                              "_session_checks", "get_checkpoint", "lineage_digest",
+                                              "ensure_meta", "_table_exists", "_check_seq")),
     ("header, signature, key unwrap", ("read_header", "check_context", "_unwrap")),
 ]
 
@@ -54,10 +56,10 @@ def summarise(raw: Path) -> dict[str, Any]:
 
 
 def _bucket(frames: list[str]) -> str:
-    for f in reversed(frames):
-        for name, markers in BUCKETS:
-            if any(m in f for m in markers):
-                return name
+    stack = ";".join(frames)
+    for name, markers in BUCKETS:
+        if any(m in stack for m in markers):
+            return name
     return "other"
 
 

@@ -1,10 +1,12 @@
 """End-to-end benchmark: edx-agent from a sealed batch in the spool vs the databases' own bulk loads and the
 loaders a unit would use instead, side by side in one run, every result verified.
 
-    python bench/bench_e2e.py                     # quick (≈ 10-15 min here): 100k snapshot, 100k changes
-    python bench/bench_e2e.py --full              # + 1M comparison, snapshots 100k→5M, changes into 1M and 5M
+    python bench/bench_e2e.py                  # quick (≈ 15 min here): 100k snapshot, 100k changes into 100k
+    python bench/bench_e2e.py --all-peers      # + per-row upsert and dlt (≈ 2-4 min per run each: +40 min)
+    python bench/bench_e2e.py --full           # + 1M comparison, snapshots 100k→5M, changes into 1M and 5M
+    python bench/bench_e2e.py --full --scale-only --profile    # only the scaling runs, plus py-spy profiles
     python bench/bench_e2e.py --rows 200000 --dbs postgresql --methods agent-e2e,native --repeat 5
-    pip install -r bench/requirements.txt         # the peers (pandas, dlt), charts and py-spy
+    pip install -r bench/requirements.txt      # the peers (pandas, dlt), charts and py-spy
 
 For MariaDB, PostgreSQL and SQLite, for a snapshot of the 13-column ``student`` dataset (bench/gen_student.py)
 and a change batch (70% updates, 20% inserts, 10% deletes) over a loaded table, it runs every method in its
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -37,17 +40,36 @@ sys.path.insert(0, str(ROOT))
 
 from bench import _e2e_data, bench_connectors
 
-bench_connectors.BENCH_DB = "edx_bench_e2e"  # not the connectors benchmark's database: both may run at once
+# not the connectors benchmark's database, so both may run at once (and two runs of this one, with another name)
+bench_connectors.BENCH_DB = os.environ.get("EDX_BENCH_E2E_DB", "edx_bench_e2e")
 TABLE = "student"
 PERF = ROOT / "docs" / "perf"
 BEGIN, END = "<!-- e2e:begin -->", "<!-- e2e:end -->"
-ALL_METHODS = ["agent-e2e", "agent-apply", "native", "sqlalchemy", "per-row", "pandas", "dlt"]
-AGENT_SIDE = ("agent-e2e", "agent-apply", "native")
+ALL_METHODS = ["agent-e2e", "agent-e2e-nock", "agent-apply", "native", "sqlalchemy", "per-row", "pandas", "dlt"]
+SLOW_PEERS = ("per-row", "dlt")
+PEER_TIMEOUT = [900.0]  # seconds; a peer still running then is stopped and reported as slower than that  # hundreds of rows/s: minutes per 100k-row run, so only with --all-peers
+AGENT_SIDE = ("agent-e2e", "agent-e2e-nock", "agent-apply", "native")
 
 
 # --- one run ---------------------------------------------------------------------------------------------
 
-def _spawn(method: str, db: str, kind: str, case: Path, *, profile: Path | None = None) -> dict[str, Any]:
+def _kill_queries(db: str) -> None:
+    """End the statements a stopped worker left running in the benchmark's databases (MariaDB)."""
+    if db != "mysql":
+        return  # PostgreSQL: DROP DATABASE ... WITH (FORCE) ends them; SQLite: in-process
+    import sqlalchemy as sa
+    eng = sa.create_engine(bench_connectors.MYSQL_URL, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        ids = [r[0] for r in c.exec_driver_sql(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND DB IN (%s, %s)",
+            (bench_connectors.BENCH_DB, "dlt_student"))]
+        for i in ids:
+            c.exec_driver_sql(f"KILL {int(i)}")
+    eng.dispose()
+
+
+def _spawn(method: str, db: str, kind: str, case: Path, *, profile: Path | None = None,
+           timeout: float | None = None) -> dict[str, Any]:
     """Run one method in a fresh process; its JSON result (with its own peak RSS, see _e2e_workers)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, db, kind, str(case)]
     if profile is not None:
@@ -56,7 +78,12 @@ def _spawn(method: str, db: str, kind: str, case: Path, *, profile: Path | None 
     launched = time.time()
     out_path = case / "worker.json"
     out_path.unlink(missing_ok=True)
-    proc = subprocess.run([*cmd, str(launched)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc = subprocess.run([*cmd, str(launched)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:  # run() has killed the worker; the server may still run its statement
+        _kill_queries(db)
+        return {"error": f"stopped after {timeout:.0f} s", "timeout": timeout}
     err = proc.stderr.decode(errors="replace")
     if proc.returncode != 0 or not out_path.exists():
         return {"error": (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1][:300]}
@@ -103,12 +130,13 @@ def _verify(method: str, db: str, case: Path, expected: dict[str, Any], res: dic
 
 
 def run_once(method: str, db: str, kind: str, case: Path, meta: dict[str, Any], base_meta: dict[str, Any],
-             *, profile: Path | None = None) -> dict[str, Any]:
+             *, profile: Path | None = None, chained: bool = False) -> dict[str, Any]:
     try:
-        _prepare(method, db, kind, case, base_meta)
+        if not chained:  # chained: the table the previous (verified) run left is the base
+            _prepare(method, db, kind, case, base_meta)
     except Exception as e:  # noqa: BLE001 - reported in the table (e.g. a peer that cannot target a database)
         return {"error": f"setup: {str(e).splitlines()[0][:250]}", "verified": False}
-    res = _spawn(method, db, kind, case, profile=profile)
+    res = _spawn(method, db, kind, case, profile=profile, timeout=None if method in AGENT_SIDE else PEER_TIMEOUT[0])
     if "error" in res:
         res["verified"] = False
         return res
@@ -123,7 +151,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     dbs = args.dbs.split(",")
     methods = [m for m in args.methods.split(",") if m]
     cases = []
-    for db in dbs:
+    for db in dbs if not args.scale_only else []:
         for kind in args.kinds.split(","):
             size = args.rows
             base = args.rows if kind == "changes" else None
@@ -132,13 +160,15 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                           "methods": [m for m in methods if m in AGENT_SIDE or rows <= args.peer_max],
                           "repeat": args.repeat})
     if args.full:
+        # one fresh database per size: the timed snapshot is also the base of the timed change batch after it,
+        # so a 5M-row target costs one load, not two
         for db in dbs:
             for n in args.scale_rows:
                 cases.append({"group": "scale-snapshot", "db": db, "kind": "snapshot", "rows": n, "base": None,
-                              "methods": ["agent-e2e", "native"], "repeat": args.scale_repeat})
-            for b in args.scale_bases:
-                cases.append({"group": "scale-changes", "db": db, "kind": "changes", "rows": args.changes,
-                              "base": b, "methods": ["agent-e2e", "native"], "repeat": args.scale_repeat})
+                              "methods": ["agent-e2e"], "repeat": 1})
+                if n in args.scale_bases:
+                    cases.append({"group": "scale-changes", "db": db, "kind": "changes", "rows": args.changes,
+                                  "base": n, "methods": ["agent-e2e"], "repeat": 1, "chained": True})
     return cases
 
 
@@ -156,7 +186,7 @@ def execute(case_spec: dict[str, Any], data: Path, work: Path, log: Any) -> list
         for m in order:
             if i > 0 and m not in AGENT_SIDE and i >= case_spec.get("peer_repeat", 1):
                 continue
-            res = run_once(m, db, kind, case, meta, base_meta)
+            res = run_once(m, db, kind, case, meta, base_meta, chained=case_spec.get("chained", False))
             rec = {"group": case_spec["group"], "db": db, "kind": kind, "rows": rows, "base": base, "method": m,
                    "run": i, **res}
             results.append(rec)
@@ -191,6 +221,8 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             bad = rs[0]
             row["failure"] = bad.get("error") or f"checksum differs: table holds {bad.get('got')}"
+            if bad.get("timeout"):
+                row["timeout"] = bad["timeout"]
             if "wall" in bad:
                 row["unverified_wall"] = bad["wall"]
         out.append(row)
@@ -203,31 +235,42 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=100_000, help="records in the change batch")
     ap.add_argument("--dbs", default="mysql,postgresql,sqlite")
     ap.add_argument("--kinds", default="snapshot,changes")
-    ap.add_argument("--methods", default=",".join(ALL_METHODS))
+    ap.add_argument("--methods", default=",".join(m for m in ALL_METHODS if m not in SLOW_PEERS))
+    ap.add_argument("--all-peers", action="store_true", help="also per-row upsert and dlt")
+    ap.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT[0], help="stop a peer's run after this")
     ap.add_argument("--repeat", type=int, default=3, help="runs of edx-agent and native per case (peers: 1)")
     ap.add_argument("--peer-max", type=int, default=200_000, help="peers run on batches up to this many rows")
-    ap.add_argument("--full", action="store_true", help="also 1M comparison and the scaling runs (hours)")
+    ap.add_argument("--full", action="store_true", help="also the 1M comparison and the scaling runs (≈ 1 h)")
+    ap.add_argument("--scale-only", action="store_true", help="with --full: only the scaling runs")
     ap.add_argument("--scale-rows", type=lambda s: [int(x) for x in s.split(",")], default=[100_000, 1_000_000, 5_000_000])
     ap.add_argument("--scale-bases", type=lambda s: [int(x) for x in s.split(",")], default=[1_000_000, 5_000_000])
-    ap.add_argument("--scale-repeat", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="py-spy one edx-agent run per database and kind")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "edx-bench-e2e")
     ap.add_argument("--no-docs", action="store_true", help="print only; do not write docs/ and docs/perf/")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rebuild the docs section and charts from docs/perf/e2e-results*.json, run nothing")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.report_only:
+        from bench import _e2e_report
+        _e2e_report.write_docs(ROOT / "docs" / "performance.md", PERF)
+        return
     if args.worker:
         method, db, kind, case, launched = args.worker
         from bench import _e2e_workers
         res = _e2e_workers.run(method, db, kind, Path(case), float(launched))
         (Path(case) / "worker.json").write_text(json.dumps(res))
         return
+    PEER_TIMEOUT[0] = args.peer_timeout
+    if args.all_peers:
+        args.methods += "," + ",".join(SLOW_PEERS)
     if args.full and args.rows == 100_000:
         args.rows = 1_000_000
     from bench import _e2e_report
     started = dt.datetime.now()
     env = _e2e_report.environment(started)
     print(f"machine: {env['machine']}; load average before: {env['load_before']}", flush=True)
-    work = args.data / "work"
+    work = args.data / ("work" if bench_connectors.BENCH_DB == "edx_bench_e2e" else f"work-{bench_connectors.BENCH_DB}")
     results: list[dict[str, Any]] = []
     lines: list[str] = []
 
