@@ -351,7 +351,7 @@ class Manifest:
             raise DataError("payload manifest is missing or longer than 1 MiB")
         try:
             return cls(json.loads(line))
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # AttributeError: JSON but not an object
             raise DataError(f"payload manifest is malformed: {e}") from None
 
 
