@@ -69,11 +69,9 @@ def test_revoked_privilege_then_granted_again(make_rig, tmp_path):
         admin.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", MYSQL, PG])
+@pytest.mark.parametrize("backend", [MYSQL, pytest.param("postgresql", marks=[pytest.mark.postgresql, pytest.mark.slow])])
 def test_column_narrowed_by_a_dba(backend, make_rig):
     """Values too long for the column: a few are quarantined (limit 1 %), many refuse the batch whole."""
-    if backend == "sqlite":
-        pytest.skip("SQLite does not enforce VARCHAR lengths: nothing to refuse")
     rig = make_rig(backend, base_rows=400)
     rig.publish("snapshot")
     rig.recover()
@@ -100,7 +98,7 @@ def test_column_narrowed_by_a_dba(backend, make_rig):
     rig.check(complete=True)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", MYSQL, PG])
+@pytest.mark.parametrize("backend", [pytest.param("sqlite", marks=pytest.mark.slow), MYSQL, PG])
 def test_table_locked_by_another_session(backend, make_rig):
     """Another session holds the table for a few seconds: the agent waits or backs off, then applies once."""
     rig = make_rig(backend)
@@ -146,7 +144,8 @@ def test_table_locked_by_another_session(backend, make_rig):
     rig.check(complete=True)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", MYSQL, PG])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("mysql", marks=[pytest.mark.mysql, pytest.mark.slow]),
+                                     pytest.param("postgresql", marks=[pytest.mark.postgresql, pytest.mark.slow])])
 @pytest.mark.parametrize("change", ["drop_column", "add_not_null_column", "rename_table"])
 def test_schema_changed_behind_the_agents_back(backend, change, make_rig):
     rig = make_rig(backend)

@@ -192,7 +192,7 @@ def fsync_sweep(backend, make_rig, steps) -> dict[str, str]:
 
 
 @pytest.mark.skipif(FIU is None, reason="needs fiu-utils (apt-get install fiu-utils)")
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("mysql", marks=[pytest.mark.mysql, pytest.mark.slow])])
 def test_fsync_error_at_steps(backend, make_rig):
     outcome = fsync_sweep(backend, make_rig, FSYNC_STEPS_DEFAULT)
     assert outcome["download_chunk"] in ("fsync-failed", "audit-write-failed"), outcome
@@ -277,7 +277,8 @@ def fill(disk: Path) -> None:
             pass
 
 
-@pytest.mark.parametrize("step", ["download_chunk", "commit", "acked"])
+@pytest.mark.parametrize("step", ["download_chunk", pytest.param("commit", marks=pytest.mark.slow),
+                                  pytest.param("acked", marks=pytest.mark.slow)])
 def test_disk_full_at_step(step, small_disk, make_rig):
     rig = make_rig("sqlite", state_dir=small_disk / "state", base_rows=300)
     rig.publish("snapshot")

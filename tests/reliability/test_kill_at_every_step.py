@@ -74,6 +74,7 @@ def test_sigkill_at_every_step(backend, make_rig):
     print(f"[kill-sweep {backend}] {n} SIGKILLs, {len(rig.runs)} agent runs")
 
 
+@pytest.mark.slow
 def test_exception_at_every_step(make_rig):
     rig = make_rig("sqlite")
     sweep(rig, [(s, ("changes",), 1) for s in STEPS[2:]], action="raise")

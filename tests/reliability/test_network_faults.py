@@ -42,7 +42,7 @@ def recover(rig, proxy) -> None:
     rig.check(complete=True)
 
 
-@pytest.mark.parametrize("mode", ["reset", "blackhole", "garbage"])
+@pytest.mark.parametrize("mode", ["reset", "blackhole", pytest.param("garbage", marks=pytest.mark.slow)])
 def test_refused_silent_or_wrong_peer(net, mode):
     rig, proxy = net
     rig.publish("changes")
@@ -79,6 +79,7 @@ def test_stall_longer_than_read_timeout_then_resume(net):
     recover(rig, proxy)
 
 
+@pytest.mark.slow
 def test_body_cut_at_every_tenth(net):
     """A transfer cut at 10 %, 20 % … 90 %: refused cleanly, resumed, applied once."""
     rig, proxy = net
@@ -100,6 +101,7 @@ def test_body_cut_at_every_tenth(net):
     assert cuts >= 7, f"only {cuts} of 9 transfers were cut"
 
 
+@pytest.mark.slow
 def test_slow_drip_completes(net):
     rig, proxy = net
     rig.publish("changes", rows=300)
@@ -122,7 +124,8 @@ def test_corrupt_byte_in_transit_is_never_applied(net):
     recover(rig, proxy)
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 429])
+@pytest.mark.parametrize("status", [pytest.param(500, marks=pytest.mark.slow),
+                                    pytest.param(502, marks=pytest.mark.slow), 503, 429])
 def test_http_errors_are_retried_honouring_retry_after(net, status):
     rig, proxy = net
     rig.publish("changes")

@@ -150,7 +150,7 @@ def chunks_of(t: Tamper, data: bytes) -> tuple[int, list[tuple[int, int]]]:
     return start, spans
 
 
-@pytest.fixture(params=["intl", "gm"])
+@pytest.fixture(params=["intl", pytest.param("gm", marks=pytest.mark.slow)])
 def tamper(request, make_rig):
     rig = make_rig("sqlite", suite=request.param, datasets=["student", "other"], base_rows=30)
     for ds in rig.datasets:
@@ -161,6 +161,25 @@ def tamper(request, make_rig):
     t.good = t.download(2)
     yield t
     t.close()
+
+
+@pytest.mark.parametrize("suite", ["gm"])
+def test_every_byte_flipped_gm(suite, make_rig):
+    """The GM-1 suite in the default run too: every byte of a small batch (the intl twin is below)."""
+    rig = make_rig("sqlite", suite=suite, base_rows=20)
+    rig.publish("snapshot")
+    rig.recover()
+    rig.publish("changes", rows=8)
+    t = Tamper(rig)
+    try:
+        good = t.download(2)
+        for i in range(len(good)):
+            bad = bytearray(good)
+            bad[i] ^= 0x01 << (i % 8)
+            t.refuse(bytes(bad), 2)
+        assert t.attempt(good, 2) is None
+    finally:
+        t.close()
 
 
 def test_every_byte_flipped_is_refused_before_any_write(tamper):
@@ -276,6 +295,7 @@ def test_refused_batch_is_reported_and_other_datasets_keep_flowing(tamper):
     rig.check(complete=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [p for p in BACKEND_PARAMS if p.values[0] != "sqlite"])
 def test_flips_refused_on_server_databases(backend, make_rig, rng):
     """A sample of flips and the sequence refusals with MariaDB/PostgreSQL behind the pipeline."""
