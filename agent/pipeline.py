@@ -68,7 +68,11 @@ class PayloadSource:
         self._path, self._header, self._ctx = path, header, ctx
         self._files: list[Any] = []
         self._ahead: _ReadAhead | None = None
-        self._stream, self.rows, self.manifest = self._open(read_ahead=True)
+        try:
+            self._stream, self.rows, self.manifest = self._open(read_ahead=True)
+        except BaseException:
+            self.close()  # a malformed manifest must not leave the read-ahead thread waiting forever
+            raise
 
     def _open(self, *, read_ahead: bool = False) -> tuple[Any, io.BufferedReader, Manifest]:
         f = self._path.open("rb")
