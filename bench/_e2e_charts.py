@@ -13,12 +13,8 @@ COLORS = {"agent-e2e": "#1f77b4", "agent-e2e-nock": "#aec7e8", "agent-apply": "#
 
 
 def _load(perf_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for name in ("e2e-results.json", "e2e-results-full.json"):
-        p = perf_dir / name
-        if p.exists():
-            out.append((name, json.loads(p.read_text())))
-    return out
+    from bench._e2e_report import result_files
+    return [(p.name, json.loads(p.read_text())) for p in result_files(perf_dir)]
 
 
 def draw(perf_dir: Path) -> list[str]:
@@ -31,7 +27,7 @@ def draw(perf_dir: Path) -> list[str]:
         return []
     made = []
     for name, doc in _load(perf_dir):
-        tag = "full" if "full" in name else "quick"
+        tag = name.removeprefix("e2e-results").removesuffix(".json").strip("-") or "quick"
         rows = [r for r in doc["summary"] if r["group"] == "compare"]
         if rows:
             made.append(_throughput(plt, rows, perf_dir / f"e2e-rows-per-s-{tag}.png", doc["env"]))
@@ -69,7 +65,7 @@ def _throughput(plt: Any, rows: list[dict[str, Any]], path: Path, env: dict[str,
         base = next((r["base"] for r in rows if r["kind"] == kind), 0)
         ax.set_title(f"{kind}: {n:,} rows" + (f" into {base:,}" if base else ""))
         ax.set_xticks(range(len(dbs)), [NAMES[d] for d in dbs])
-        ax.set_ylabel("rows/s (verified runs; ✗ = failed or checksum differs)")
+        ax.set_ylabel("rows/s (verified runs; ✗ = stopped, failed or checksum differs)")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Throughput per method, {env['date']}, load avg {env['load_before']}", fontsize=10)

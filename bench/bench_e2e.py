@@ -247,6 +247,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="py-spy one edx-agent run per database and kind")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "edx-bench-e2e")
     ap.add_argument("--no-docs", action="store_true", help="print only; do not write docs/ and docs/perf/")
+    ap.add_argument("--tag", default="", help="results go to docs/perf/e2e-results-TAG.json (kept beside the others)")
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild the docs section and charts from docs/perf/e2e-results*.json, run nothing")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
@@ -278,7 +279,8 @@ def main() -> None:
         print(line, flush=True)
         lines.append(line)
 
-    partial = PERF / ("e2e-results-full.partial.json" if args.full else "e2e-results.partial.json")
+    name = "e2e-results" + (f"-{args.tag}" if args.tag else "") + ("-full" if args.full else "")
+    partial = PERF / f"{name}.partial.json"
     for spec in plan(args):
         results += execute(spec, args.data, work, log)
         if not args.no_docs:  # a long run that is stopped still leaves what it measured
@@ -291,14 +293,13 @@ def main() -> None:
     env["load_after"] = _e2e_report.loadavg()
     env["finished"] = dt.datetime.now().isoformat(timespec="minutes")
     summary = summarise(results)
-    doc = {"env": env, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    doc = {"env": env, "command": "python bench/bench_e2e.py " + " ".join(sys.argv[1:]), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "results": results, "summary": summary, "profiles": profiles}
     text = _e2e_report.render(doc)
     print("\n" + text)
     if not args.no_docs:
         PERF.mkdir(parents=True, exist_ok=True)
-        name = "e2e-results-full.json" if args.full else "e2e-results.json"
-        (PERF / name).write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+        (PERF / f"{name}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
         partial.unlink(missing_ok=True)
         _e2e_report.write_docs(ROOT / "docs" / "performance.md", PERF)
 
