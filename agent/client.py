@@ -139,7 +139,8 @@ class HubClient:
         except requests.exceptions.ProxyError as e:
             raise HubUnreachable(f"proxy refused the connection: {_short(e)}",
                                  remedy="Check hub.proxy and its credentials.") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError) as e:  # a body cut mid-answer is a network fault
             raise HubUnreachable(f"{self.base_url}: {_short(e)}") from None
         except requests.exceptions.RequestException as e:
             raise PlatformError(_short(e)) from None
