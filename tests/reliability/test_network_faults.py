@@ -199,3 +199,22 @@ def envelope_sizes(rig) -> list[int]:
 
         return [int(r[0]) for r in c.execute(sa.text(
             "SELECT size FROM hub_sealed WHERE agent_id = :a ORDER BY seq"), {"a": rig.agent_id})]
+
+
+def test_answer_cut_inside_a_json_body_is_transient(net):
+    """Regression: a reset in the middle of a JSON answer (ChunkedEncodingError) was platform-error,
+    terminal, and stopped the dataset in the daemon; it is a network fault like any other."""
+    rig, proxy = net
+    rig.publish("changes")
+    codes = set()
+    for cut in range(150, 700, 50):
+        proxy.cut_after = cut
+        run = rig.sync()
+        assert_clean_exit(run)
+        if run.returncode == 0:
+            continue
+        text = run.stdout + run.stderr
+        assert "platform-error" not in text, f"cut at {cut}: {run.text}"
+        codes.add("hub-unreachable" if "hub-unreachable" in text else text)
+    assert codes == {"hub-unreachable"}, codes
+    recover(rig, proxy)
