@@ -198,9 +198,9 @@ def render(doc: dict[str, Any]) -> str:
 
 
 INTRO = """\
-Reproduce: `pip install -r bench/requirements.txt`, then `python bench/bench_e2e.py` (quick, ≈ 15 min on an idle
-machine: 100k-row snapshot and a 100k-record change batch into 100k rows, edx-agent, native CLI, SQLAlchemy Core,
-pandas), `--all-peers` (adds per-row upsert and dlt, minutes per run), `--full` (1M comparison; snapshots
+Reproduce: `pip install -r bench/requirements.txt`, then `python bench/bench_e2e.py` (quick, ≈ 15 min here
+under a load average of ~9: 100k-row snapshot and a 100k-record change batch into 100k rows, edx-agent, native
+CLI, SQLAlchemy Core, pandas, and the diagnostic edx-agent run without the read-back checksum), `--all-peers` (adds per-row upsert and dlt, minutes per run), `--full` (1M comparison; snapshots
 100k → 5M and the change batch into 1M and 5M rows), `--profile` (py-spy), `--report-only` (rebuild this section
 and the charts from docs/perf/e2e-results*.json).
 
@@ -266,6 +266,10 @@ NOTES = """\
 * **Oracle and SQL Server** cannot run here; their round trips through the recording fake DB-API (array
   binding / `fast_executemany`, no per-row round trips) are in the oracle-sqlserver section above, with the
   real-server command for when a URL is set.
+* **Which code**: the runs recorded on 2026-11-25 straddle commit 2640dd2 (pass-2 read-ahead): in the
+  `--all-peers` run the MariaDB rows ran before it and the PostgreSQL and SQLite rows after; in the scaling
+  run MariaDB's 100k and 1M rows ran before it; the `--tag nock` run ran after it. The VM was shared with
+  other engineers' test suites and benchmarks throughout (load averages in each run's header).
 * A figure that misses its target is marked ✗ MISSING above; none is hidden, none was made to pass by
   measuring something else."""
 
