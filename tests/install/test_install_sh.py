@@ -211,8 +211,22 @@ def test_needs_root_for_the_real_system(tmp_path: Path) -> None:
         nobody = shutil.which("setpriv")
         if not nobody:
             pytest.skip("setpriv not available to drop root")
-        res = subprocess.run([nobody, "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(INSTALL),
-                              "--uninstall"], capture_output=True, text=True, env=offline_env(), cwd="/")
+        # the checkout may sit under a directory only root can enter (a CI clone in a 0700 temp dir):
+        # give the unprivileged user its own readable copy of the script's folder
+        import tempfile
+
+        shared = Path(tempfile.mkdtemp(prefix="edx-install-"))
+        try:
+            os.chmod(shared, 0o755)
+            copy = shared / INSTALL.parent.name
+            shutil.copytree(INSTALL.parent, copy)
+            for p in [copy, *copy.rglob("*")]:
+                os.chmod(p, 0o755 if p.is_dir() or os.access(p, os.X_OK) else 0o644)
+            res = subprocess.run([nobody, "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
+                                  str(copy / INSTALL.name), "--uninstall"], capture_output=True, text=True,
+                                 env=offline_env(), cwd="/")
+        finally:
+            shutil.rmtree(shared, ignore_errors=True)
     assert res.returncode == 77 and "root" in res.stderr, out(res)
 
 
