@@ -196,6 +196,14 @@ class PostgreSQLConnector(BaseConnector):
 
     # --- merge ---------------------------------------------------------------------------------------
 
+    def _dedup(self, conn: sa.Connection, stg: str, schema: Schema) -> None:
+        # almost every batch has one record per key: counting distinct keys costs half of the self-join DELETE
+        # (0.28 s vs 0.55 s for 100k staged rows here), so the DELETE runs only when some key repeats
+        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        distinct, total = conn.exec_driver_sql(f"SELECT count(DISTINCT ({keys})), count(*) FROM {stg}").one()
+        if distinct != total:
+            super()._dedup(conn, stg, schema)
+
     def _dedup_sql(self, stg: str, schema: Schema) -> str:
         return f"DELETE FROM {stg} s USING {stg} s2 WHERE {self._pk_join(schema, 's2', 's')} AND s2._ord > s._ord"
 
