@@ -463,10 +463,12 @@ class Rig:
         return run
 
     def spawn(self, *args: str, faults: str = "", env: dict[str, str] | None = None,
-              prefix: list[str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen((prefix or []) + self.agent_cmd(*args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=self.agent_dir,
-                                env=self.agent_env(faults, env))
+              prefix: list[str] | None = None, log: Path | None = None) -> subprocess.Popen[str]:
+        """Start an agent process; ``log``: write its output there (a long run would fill a pipe and block)."""
+        out: Any = open(log, "w") if log is not None else subprocess.PIPE  # noqa: SIM115 - closed with the process
+        return subprocess.Popen((prefix or []) + self.agent_cmd(*args), stdout=out,
+                                stderr=subprocess.STDOUT if log is not None else subprocess.PIPE, text=True,
+                                cwd=self.agent_dir, env=self.agent_env(faults, env))
 
     def sync(self, faults: str = "", **kw: Any) -> Run:
         return self.agent("sync", "--once", faults=faults, **kw)

@@ -31,7 +31,7 @@ def test_soak_rss_flat(make_rig, rng):
                                  "health": {"enabled": False}})
     for ds in DATASETS:
         rig.publish("snapshot", ds)
-    proc = rig.spawn("run", "--stop-timeout", "10s")
+    proc = rig.spawn("run", "--stop-timeout", "10s", log=rig.workdir / "daemon.log")
     p = psutil.Process(proc.pid)
     curve: list[tuple[int, int, float]] = []
     t0 = time.monotonic()
