@@ -113,8 +113,19 @@ class HubClient:
     def from_config(cls, cfg: Any, *, agent_id: str | None = None, keys: Any = None,
                     base_url: str | None = None, retry: RetryPolicy = RetryPolicy()) -> "HubClient":
         h = cfg.hub
+        proxy = h.proxy
+        if proxy and h.proxy_password_file:
+            # the proxy password lives in a credential file, like the database's, never in the config
+            import os
+            from urllib.parse import quote, urlsplit as split
+
+            pw = cfg.path(os.path.expandvars(h.proxy_password_file)).read_text(encoding="utf-8").strip()
+            p = split(proxy)
+            user = quote(p.username or "", safe="")
+            host = p.hostname + (f":{p.port}" if p.port else "")
+            proxy = f"{p.scheme}://{user}:{quote(pw, safe='')}@{host}"
         return cls(base_url or h.url, ca_file=str(cfg.path(h.ca_file)) if h.ca_file else "",
-                   connect_timeout=h.connect_timeout, read_timeout=h.read_timeout, proxy=h.proxy,
+                   connect_timeout=h.connect_timeout, read_timeout=h.read_timeout, proxy=proxy,
                    no_proxy=list(h.no_proxy), agent_id=agent_id, keys=keys, retry=retry)
 
     # -- plumbing
