@@ -30,7 +30,7 @@ import structlog
 from . import envelope, faults
 from .client import HubClient
 from .config import AgentConfig
-from .errors import AgentError, DataError, IntegrityError, is_transient
+from .errors import AgentError, DataError, IntegrityError, PlatformError, Transient, is_transient
 from .payload import Manifest
 from .spool import Spool
 from .state import StateDir, now_iso
@@ -38,6 +38,12 @@ from .state import StateDir, now_iso
 log = structlog.get_logger(__name__)
 SUITE_IDS = {"intl": 1, "gm": 2}
 ZERO_HH = b"\x00" * 32
+
+
+class HubAnswerMalformed(Transient, PlatformError):
+    code = "hub-answer-malformed"
+    message = "the hub's answer is malformed: {detail}"
+    remedy = "Nothing to do unless it persists; then check proxies or 网闸 between this machine and the platform."
 
 
 class ManifestMismatch(IntegrityError):
@@ -315,7 +321,11 @@ def sync_dataset(ctx: Context, grant: dict[str, Any],
     while True:
         cp = ctx.connector.get_checkpoint(dataset)
         listing = ctx.client.batches(dataset, cp.seq if cp else 0)
-        batches = listing.get("batches", [])
+        batches = listing.get("batches", []) if isinstance(listing, dict) else None
+        if not isinstance(batches, list) or not all(isinstance(b, dict) and isinstance(b.get("seq"), int)
+                                                     and b.get("dataset") == dataset for b in batches):
+            # a listing damaged on the way (a proxy, a cut answer) is retried, never half-used
+            raise HubAnswerMalformed(f"batch listing for {dataset}")
         if not batches:
             break
         progressed = False

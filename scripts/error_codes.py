@@ -11,8 +11,11 @@ import importlib
 import os
 import sys
 
-MODULES = ["agent.errors", "agent.envelope.errors", "agent.spool", "agent.pipeline", "connectors.api",
-           "hub.errors"]
+# every module that defines an error class (grep '    code = "'): the table must not depend on what else
+# a process happened to import
+MODULES = ["agent.errors", "agent.envelope.errors", "agent.spool", "agent.pipeline", "agent.audit",
+           "agent.faults", "agent.reqsign", "agent.daemon.datasets", "agent.daemon.health",
+           "agent.daemon.service", "connectors.api", "hub.errors"]
 
 
 def all_codes() -> dict[str, type]:
