@@ -282,16 +282,13 @@ _MASK64 = (1 << 64) - 1
 
 
 def row_hash(fields: Sequence[str | None]) -> int:
-    """64-bit hash of one row's canonical fields (NULL distinct from every string)."""
-    h = hashlib.sha256()
-    for f in fields:
-        if f is None:
-            h.update(b"\xff")
-        else:
-            b = f.encode()
-            h.update(len(b).to_bytes(4, "big"))
-            h.update(b)
-    return int.from_bytes(h.digest()[:8], "big")
+    """64-bit hash of one row's canonical fields: SHA-256 over the UTF-8 texts joined by NUL, NULL as 0xFF.
+
+    Unambiguous because a canonical text never holds NUL (refused above) and valid UTF-8 never holds 0xFF;
+    databases spell it in one cheap expression (no per-field length prefix), see docs/envelope.md.
+    """
+    return int.from_bytes(hashlib.sha256(b"\x00".join(
+        [b"\xff" if f is None else f.encode() for f in fields])).digest()[:8], "big")
 
 
 class Checksum:

@@ -2,7 +2,7 @@
 
 Two ways to the same figure. The Python way reads rows back and canonicalises them like
 ``payload.canonical_from_db`` (with fast paths for the common types). The SQL way has the server hash
-the canonical text of every row (SHA-256 of length-prefixed UTF-8 fields, NULL as 0xFF, first 8 bytes
+the canonical text of every row (SHA-256 of the UTF-8 fields joined by NUL, NULL as 0xFF, first 8 bytes
 summed modulo 2**64), so no row crosses the wire; a connector offers it where the server can spell the
 canonical text of every column type (float64's shortest repr cannot be, so such tables use Python).
 """
@@ -41,21 +41,13 @@ def canonicalizers(schema: Schema) -> list[Callable[[Any], str | None]]:
     return [_canon(c.type) for c in schema.columns]
 
 
-_PREFIX = [n.to_bytes(4, "big") for n in range(4096)]   # length prefixes of short fields, precomputed
 _sha256 = hashlib.sha256
 
 
-def _field(f: str | None) -> bytes:
-    if f is None:
-        return _NULL
-    b = f.encode()
-    n = len(b)
-    return (_PREFIX[n] if n < 4096 else n.to_bytes(4, "big")) + b
-
-
 def row_hash_fast(fields: Sequence[str | None]) -> int:
-    """payload.row_hash over one buffer (SHA-256 of a concatenation equals the incremental updates)."""
-    return int.from_bytes(_sha256(b"".join(map(_field, fields))).digest()[:8], "big")
+    """payload.row_hash, inlined for the read-back loop."""
+    return int.from_bytes(_sha256(b"\x00".join(
+        [_NULL if f is None else f.encode() for f in fields])).digest()[:8], "big")
 
 
 def checksum_rows(schema: Schema, rows: Iterable[Sequence[Any]],

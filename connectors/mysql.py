@@ -350,9 +350,10 @@ class MySQLConnector(BaseConnector):
             text = self._canonical_sql(col, c.type)
             if text is None:
                 return None
-            v = f"CAST({text} AS BINARY)"
-            pieces.append(f"IF({col} IS NULL, X'FF', CONCAT(UNHEX(LPAD(HEX(OCTET_LENGTH({v})), 8, '0')), {v}))")
-        return f"CAST(CONV(LEFT(SHA2(CONCAT({', '.join(pieces)}), 256), 16), 16, 10) AS DECIMAL(20, 0))"
+            # tested on the column: some spellings (IF for bool) turn NULL into a value
+            pieces.append(f"IF({col} IS NULL, X'FF', CAST({text} AS BINARY))")
+        # payload.row_hash: fields joined by NUL (no argument is NULL, so CONCAT_WS keeps them all)
+        return f"CAST(CONV(LEFT(SHA2(CONCAT_WS(X'00', {', '.join(pieces)}), 256), 16), 16, 10) AS DECIMAL(20, 0))"
 
     # --- errors -------------------------------------------------------------------------------------
 

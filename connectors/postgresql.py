@@ -258,9 +258,11 @@ class PostgreSQLConnector(BaseConnector):
             text = self._canonical_sql(col, c.type)
             if text is None:
                 return None
-            pieces.append(f"CASE WHEN {col} IS NULL THEN '\\xff'::bytea ELSE "
-                          f"int4send(octet_length({text})) || convert_to({text}, 'UTF8') END")
-        return f"('x' || substr(encode(sha256({' || '.join(pieces)}), 'hex'), 1, 16))::bit(64)::bigint::numeric"
+            # textsend: the text's bytes in the server encoding, UTF8 (_session_checks refuses any other);
+            # NULL tested on the column, as some spellings (CASE for bool) turn NULL into a value
+            pieces.append(f"CASE WHEN {col} IS NULL THEN '\\xff'::bytea ELSE textsend({text}) END")
+        row = " || '\\x00'::bytea || ".join(pieces)  # payload.row_hash: fields joined by NUL
+        return f"('x' || substr(encode(sha256({row}), 'hex'), 1, 16))::bit(64)::bigint::numeric"
 
     # --- errors -------------------------------------------------------------------------------------
 
