@@ -477,12 +477,12 @@ class BaseConnector(MergeMixin):
                 result.rows = self._load(conn, shadow, schema, source, quar, shadow=True, redo=redo)
                 faults.point("staging_load")
                 t2 = time.perf_counter()
-                ck = self._checksum(conn, shadow, schema) if self._wants_checksum(meta) else None
-                live_exists = self._table_exists(conn, table, sn)
-                result.inserted = ck.count if ck is not None else result.rows - len(quar)
-                result.deleted = self._count(conn, self.qname(table, sn)) if live_exists else 0
-                t3 = time.perf_counter()
                 if transactional:
+                    ck = self._checksum(conn, shadow, schema) if self._wants_checksum(meta) else None
+                    live_exists = self._table_exists(conn, table, sn)
+                    result.inserted = ck.count if ck is not None else result.rows - len(quar)
+                    result.deleted = self._count(conn, self.qname(table, sn)) if live_exists else 0
+                    t3 = time.perf_counter()
                     self._swap(conn, table, sn, shadow, old, live_exists)
                     faults.point("merge")
                     swapped = True
@@ -490,12 +490,18 @@ class BaseConnector(MergeMixin):
                     self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, 0)
                     faults.point("checkpoint_write")
                     faults.point("commit")
-                else:
-                    # everything that can fail runs before the swap; the swap itself commits (MySQL)
-                    result.quarantined = len(quar)
-                    self._reconcile_only(meta, quar, ck)
                 source.finish()
             if not transactional:
+                # the shadow is committed (not live): its checksum can use a second server thread; then
+                # everything that can fail runs before the swap, and the swap itself commits (MySQL)
+                ck = self._checksum_committed(conn, shadow, schema, result.rows) if self._wants_checksum(meta) else None
+                live_exists = self._table_exists(conn, table, sn)
+                result.inserted = ck.count if ck is not None else result.rows - len(quar)
+                result.deleted = self._count(conn, self.qname(table, sn)) if live_exists else 0
+                result.quarantined = len(quar)
+                self._reconcile_only(meta, quar, ck)
+                conn.commit()
+                t3 = time.perf_counter()
                 self._swap(conn, table, sn, shadow, old, live_exists)
                 faults.point("merge")
                 swapped = True
