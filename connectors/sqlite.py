@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import hashlib
 import json
 import re
 import sqlite3
@@ -22,7 +23,7 @@ from sqlalchemy import event
 
 from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
                           DataError)
-from agent.payload import encode_value
+from agent.payload import Checksum, encode_value
 from agent.schema import Column, PortableType, Schema
 
 from ._checksum import canonicalizers
@@ -232,6 +233,52 @@ class SQLiteConnector(BaseConnector):
             else:
                 out.append(f)
         return out
+
+    # --- reconciliation --------------------------------------------------------------------------------
+
+    def _row_bytes_sql(self, schema: Schema, alias: str) -> str | None:
+        """SQL of one row's hashed bytes (payload.row_hash's input), or None where Python must spell a
+        column (float64: Python's shortest repr; binary: base64). The text columns hold canonical text
+        already; a decimal whose scale is not its column's (written before a widening) is re-spelled by
+        the edx_canon function."""
+        pieces = []
+        for i, c in enumerate(schema.columns):
+            col, b = f"{alias}.{self.q(c.name)}", c.type.base
+            if b in ("float64", "binary"):
+                return None
+            if b in ("int32", "int64", "bool"):
+                text = f"CAST({col} AS TEXT)"
+            elif b == "decimal":
+                scale = c.type.scale or 0
+                ok = (f"instr({col}, '.') > 0 AND length({col}) - instr({col}, '.') = {scale}" if scale
+                      else f"instr({col}, '.') = 0")
+                text = f"CASE WHEN {ok} THEN {col} ELSE edx_canon({i}, {col}) END"
+            else:
+                text = col
+            pieces.append(f"coalesce({text}, x'ff')")
+        return " || x'00' || ".join(pieces)
+
+    def _checksum(self, conn: sa.Connection, qtable: str, schema: Schema, *, join_stg: str | None = None) -> Checksum:
+        # SQLite concatenates each row's canonical bytes; Python only hashes them (reading typed rows back
+        # and canonicalising them column by column cost 3-4x more)
+        expr = self._row_bytes_sql(schema, "t") if self.checksum_in_sql else None
+        if expr is None:
+            return super()._checksum(conn, qtable, schema, join_stg=join_stg)
+        src = f"{qtable} t" if join_stg is None else self._touched_rows_sql(qtable, join_stg, schema)
+        canon = self._canonicalizers(schema)
+        raw = conn.connection.driver_connection
+        raw.create_function("edx_canon", 2, lambda i, v: None if v is None else canon[i](v), deterministic=True)
+        factory, raw.text_factory = raw.text_factory, bytes
+        count = total = 0
+        sha = hashlib.sha256
+        try:
+            cur = raw.execute(f"SELECT {expr} FROM {src}")
+            while part := cur.fetchmany(10000):
+                count += len(part)
+                total += sum(int.from_bytes(sha(r[0]).digest()[:8], "big") for r in part)
+        finally:
+            raw.text_factory = factory
+        return Checksum(count, total & ((1 << 64) - 1))
 
     # --- errors --------------------------------------------------------------------------------------
 

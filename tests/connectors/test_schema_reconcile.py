@@ -33,6 +33,10 @@ def test_safe_evolution_adds_columns_and_widens(db, table):
     assert read_rows(db, table, v2) == {("1",): ["1", "short", "1.500", None],
                                          ("5000000000",): ["5000000000", "a much longer name", "12.345", "新列"]}
     assert db.plan_schema(table, v2) == []   # remembered in edx_schema
+    # the whole-table figure spells the old decimal at the new scale (SQLite re-spells "1.50" as "1.500")
+    final = [("I", ["1", "short", "1.500", None]), ("I", ["5000000000", "a much longer name", "12.345", "新列"])]
+    assert db.table_checksum(table, v2).to_dict() == {
+        k: v for k, v in expected_checksum("snapshot", v2, final).items() if k != "deleted"}
 
 
 @pytest.mark.parametrize("change", [
