@@ -398,8 +398,8 @@ def _retokenize(record: str) -> list[str | None]:
 def iter_records(stream: IO[bytes]) -> Iterator[tuple[str, list[str | None]]]:
     """Yield ``(op, fields)`` from the CSV part of a payload; NULL fields are ``None``.
 
-    csv.reader (C) does the work; a record is re-read by hand only in the rare case that one of its
-    values is the text NULL, because csv.reader cannot tell a bare NULL from a quoted one.
+    csv.reader (C) does the work; a record is re-read by hand only in the rare case that it holds the
+    quoted text "NULL" somewhere, because csv.reader cannot tell a bare NULL from a quoted one.
     """
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
     tap = _LineTap(iter(text))
@@ -408,7 +408,9 @@ def iter_records(stream: IO[bytes]) -> Iterator[tuple[str, list[str | None]]]:
             raw = tap.raw
             tap.raw = []
             if NULL in row:
-                row = _retokenize("".join(raw))
+                record = "".join(raw)
+                # every value is quoted: without a quoted "NULL" in the record, each NULL field is bare
+                row = _retokenize(record) if '"NULL"' in record else [None if f == NULL else f for f in row]
             if not row or row[0] not in OPS:
                 raise DataError(f"malformed record: operation {row[0] if row else ''!r} is not I, U or D")
             yield row[0], row[1:]  # type: ignore[misc]
