@@ -54,9 +54,10 @@ class MergeMixin:
     def _select_cols(self, schema: Schema, alias: str = "s") -> str:
         return ", ".join(f"{alias}.{self.q(c)}" for c in schema.names)
 
-    def _merge_sets(self, conn: sa.Connection, target: str, stg: str, schema: Schema,
-                    where: str = "") -> tuple[int, int, int, int]:
-        """Set-based merge of the (deduplicated) staging rows: (inserted, updated, deleted, deleted keys)."""
+    def _merge_sets(self, conn: sa.Connection, target: str, stg: str, schema: Schema, where: str = "",
+                    *, checksum: bool = False) -> tuple[int, int, int, int, Checksum | None]:
+        """Set-based merge of the (deduplicated) staging rows: (inserted, updated, deleted, deleted keys,
+        checksum of the upserted rows as stored, or None when the caller must read them back)."""
         k0 = self.q(schema.primary_key[0])
         row = conn.exec_driver_sql(
             f"SELECT COALESCE(SUM(CASE WHEN s._op <> 'D' THEN 1 ELSE 0 END), 0), "
@@ -67,30 +68,35 @@ class MergeMixin:
         deleted = conn.exec_driver_sql(self._delete_sql(target, stg, schema, where)).rowcount
         if upserts:
             conn.exec_driver_sql(self._upsert_sql(target, stg, schema, where))
-        return upserts - existing, existing, max(deleted, 0), dkeys
+        return upserts - existing, existing, max(deleted, 0), dkeys, None
 
     def _merge(self, conn: sa.Connection, target: str, stg: str, schema: Schema,
-               quar: Quarantine) -> tuple[int, int, int, int]:
+               quar: Quarantine, *, checksum: bool = False) -> tuple[int, int, int, int, Checksum | None]:
         self._dedup(conn, stg, schema)
         try:
             with conn.begin_nested():
-                return self._merge_sets(conn, target, stg, schema)
+                return self._merge_sets(conn, target, stg, schema, checksum=checksum)
         except sa.exc.DBAPIError as e:
             if not self._is_refusal(e):
                 raise
         # a constraint of the target refused some rows: merge key by key to find them
         totals = [0, 0, 0, 0]
+        ck: Checksum | None = Checksum() if checksum else None
         ords = [r[0] for r in conn.exec_driver_sql(f"SELECT _ord FROM {stg} ORDER BY _ord")]
         for o in ords:
             try:
                 with conn.begin_nested():
-                    for i, v in enumerate(self._merge_sets(conn, target, stg, schema, f" AND s._ord = {int(o)}")):
-                        totals[i] += v
+                    *counts, part = self._merge_sets(conn, target, stg, schema, f" AND s._ord = {int(o)}",
+                                                     checksum=checksum)
+                for i, v in enumerate(counts):
+                    totals[i] += v
+                ck = None if ck is None or part is None else Checksum(
+                    ck.count + part.count, (ck.total + part.total) & ((1 << 64) - 1))
             except sa.exc.DBAPIError as e:
                 if not self._is_refusal(e):
                     raise
                 self._quarantine_staged(conn, stg, schema, quar, [int(o)], None, _reason(e))
-        return totals[0], totals[1], totals[2], totals[3]
+        return totals[0], totals[1], totals[2], totals[3], ck
 
     def _drop_quarantined_keys(self, conn: sa.Connection, stg: str, schema: Schema, quar: Quarantine) -> None:
         """A key with a refused record is left as it was: its other records of the batch are dropped too."""

@@ -426,11 +426,13 @@ class BaseConnector(MergeMixin):
                 t2 = time.perf_counter()
                 self._drop_quarantined_keys(conn, stg, schema, quar)
                 self._quarantine_nulls(conn, stg, schema, quar)
-                ins, upd, dele, dkeys = self._merge(conn, target, stg, schema, quar)
+                want = self._wants_checksum(meta)
+                ins, upd, dele, dkeys, ck = self._merge(conn, target, stg, schema, quar, checksum=want)
                 faults.point("merge")
                 result.inserted, result.updated, result.deleted = ins, upd, dele
                 t3 = time.perf_counter()
-                ck = self._checksum(conn, target, schema, join_stg=stg) if self._wants_checksum(meta) else None
+                if want and ck is None:
+                    ck = self._checksum(conn, target, schema, join_stg=stg)
                 self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, dkeys)
                 faults.point("checkpoint_write")
                 if transactional:

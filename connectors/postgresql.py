@@ -18,8 +18,10 @@ import sqlalchemy as sa
 
 from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
                           DataError)
+from agent.payload import Checksum
 from agent.schema import Column, PortableType, Schema
 
+from ._checksum import checksum_from_sql
 from ._load import Converter
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector, Refused
@@ -211,25 +213,30 @@ class PostgreSQLConnector(BaseConnector):
         ref = f"{alias}.{self.q(col.name)}"
         return f"decode({ref}, 'base64')" if col.type.base == "binary" else ref
 
-    def _merge_sets(self, conn: sa.Connection, target: str, stg: str, schema: Schema,
-                    where: str = "") -> tuple[int, int, int, int]:
+    def _merge_sets(self, conn: sa.Connection, target: str, stg: str, schema: Schema, where: str = "",
+                    *, checksum: bool = False) -> tuple[int, int, int, int, Checksum | None]:
         keys = ", ".join(self.q(k) for k in schema.primary_key)
         rest = [c for c in schema.names if c not in schema.primary_key]
         action = ("DO UPDATE SET " + ", ".join(f"{self.q(c)} = EXCLUDED.{self.q(c)}" for c in rest)
                   if rest else "DO NOTHING")
         cols = ", ".join(self.q(c) for c in schema.names)
         vals = ", ".join(self._value_sql(c) for c in schema.columns)
+        # RETURNING hashes each upserted row as the table stores it (after coercion and any trigger), in
+        # the upsert's own pass: no second scan joined back through the staging table. DO NOTHING
+        # returns no row for an existing key, so a key-only table is read back instead.
+        h = self._hash_sql(schema, "t") if checksum and rest else None
         # one statement: both CTEs see the same snapshot; after dedup their keys are disjoint
         row = conn.exec_driver_sql(
             f"WITH d AS (DELETE FROM {target} t USING {stg} s WHERE {self._pk_join(schema)} "
             f"AND s._op = 'D'{where} RETURNING 1), "
-            f"u AS (INSERT INTO {target} ({cols}) SELECT {vals} FROM {stg} s WHERE s._op <> 'D'{where} "
-            f"ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS ins) "
+            f"u AS (INSERT INTO {target} AS t ({cols}) SELECT {vals} FROM {stg} s WHERE s._op <> 'D'{where} "
+            f"ON CONFLICT ({keys}) {action} RETURNING (t.xmax = 0) AS ins{f', {h} AS h' if h else ''}) "
             f"SELECT (SELECT count(*) FROM u WHERE ins), "
             f"(SELECT count(*) FROM {stg} s WHERE s._op <> 'D'{where}), (SELECT count(*) FROM d), "
-            f"(SELECT count(*) FROM {stg} s WHERE s._op = 'D'{where})").one()
-        inserted, upserts, deleted, dkeys = (int(x) for x in row)
-        return inserted, upserts - inserted, deleted, dkeys
+            f"(SELECT count(*) FROM {stg} s WHERE s._op = 'D'{where})"
+            f"{', (SELECT count(*) FROM u), (SELECT sum(h) FROM u)' if h else ''}").one()
+        inserted, upserts, deleted, dkeys = (int(x) for x in row[:4])
+        return inserted, upserts - inserted, deleted, dkeys, checksum_from_sql(*row[4:]) if h else None
 
     # --- reconciliation --------------------------------------------------------------------------------
 

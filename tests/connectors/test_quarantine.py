@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.errors import QuarantineLimitExceeded
+from agent.reconcile import expected_checksum
 from agent.schema import parse_columns
 
 from .conftest import apply, read_rows
@@ -87,4 +88,7 @@ def test_rows_refused_by_a_target_constraint_at_merge(db, table):
               quarantine_limit=0.5)
     assert r.quarantined == 1 and r.inserted == 2
     assert set(read_rows(db, table, SCHEMA)) == {("k0001",), ("k0002",), ("k0003",)}
+    # key by key, the figure still covers exactly the rows that were upserted
+    want = expected_checksum("changes", SCHEMA, [("I", good(2)), ("U", good(3))])
+    assert (r.checksum["rows"], r.checksum["sum64"]) == (want["rows"], want["sum64"])
     assert [json.loads(e["key_json"])["id"] for e in quarantined(db, table)] == ["neg"]
