@@ -32,6 +32,7 @@ from .client import HubClient
 from .config import AgentConfig
 from .errors import AgentError, DataError, IntegrityError, PlatformError, Transient, is_transient
 from .payload import Manifest
+from .progress import ApplyProgress
 from .spool import Spool
 from .state import StateDir, now_iso
 
@@ -70,8 +71,9 @@ class PayloadSource:
     batch twice (to isolate rows the database refused) never keeps a plaintext copy on disk.
     """
 
-    def __init__(self, path: Path, header: Any, ctx: "Context") -> None:
+    def __init__(self, path: Path, header: Any, ctx: "Context", progress: ApplyProgress | None = None) -> None:
         self._path, self._header, self._ctx = path, header, ctx
+        self._progress = progress
         self._files: list[Any] = []
         self._ahead: _ReadAhead | None = None
         try:
@@ -87,7 +89,7 @@ class PayloadSource:
         stream = envelope.open_payload(f, self._header, self._ctx.keys)
         raw: Any = stream
         if read_ahead:
-            self._ahead = raw = _ReadAhead(stream)
+            self._ahead = raw = _ReadAhead(stream, self._progress.advance if self._progress else None)
         rows = io.BufferedReader(raw, 1 << 20)
         return stream, rows, Manifest.read_from(rows)
 
@@ -121,8 +123,9 @@ class _ReadAhead(io.RawIOBase):
     BLOCK = 1 << 20
     DEPTH = 4
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, on_read: Callable[[int], None] | None = None) -> None:
         super().__init__()
+        self._on_read = on_read
         self._q: queue.Queue[Any] = queue.Queue(self.DEPTH)
         self._stop = threading.Event()
         self._buf = memoryview(b"")
@@ -171,6 +174,8 @@ class _ReadAhead(io.RawIOBase):
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]
+        if self._on_read is not None:
+            self._on_read(n)
         return n
 
     def join(self) -> None:
@@ -212,6 +217,7 @@ class Context:
     audit: Callable[..., None] = lambda *a, **k: None
     schema_name: str | None = None  # target schema (a sandbox in joint-debug mode)
     table_prefix: str = ""
+    applying: dict[str, ApplyProgress] = field(default_factory=dict)   # dataset -> batch being applied
 
     @property
     def allowed_suites(self) -> list[int]:
@@ -255,7 +261,9 @@ def apply_file(ctx: Context, path: Path, dataset: str, received_at: dt.datetime 
         return out
     from connectors.api import AlreadyApplied, BatchMeta
 
-    source = PayloadSource(path, header, ctx)
+    progress = ApplyProgress(dataset, header.batch_seq, header.kind, header.row_count, header.uncompressed_len)
+    source = PayloadSource(path, header, ctx, progress)
+    ctx.applying[dataset] = progress
     try:
         faults.point("decrypt")
         m = source.manifest
@@ -290,6 +298,7 @@ def apply_file(ctx: Context, path: Path, dataset: str, received_at: dt.datetime 
             out.duplicate = True
             return out
     finally:
+        ctx.applying.pop(dataset, None)
         source.close()
     out.phases["apply"] = time.monotonic() - t1
     out.phases.update({f"apply.{k}": v for k, v in (result.phases or {}).items()})

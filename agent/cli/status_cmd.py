@@ -1,4 +1,8 @@
-"""``edx-agent status``: per-dataset state: last batch, rows, freshness, last error with its code."""
+"""``edx-agent status``: per-dataset state: last batch, rows, freshness, last error with its code.
+
+The state directory gives what was applied; when the daemon runs, its local /status endpoint adds what it
+is doing now (the batch being applied: rows done of total, rows/s, time left).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 from ..config import load
 from ..i18n import _
+from ..progress import describe
 from ..state import StateDir
 
 
@@ -23,11 +28,35 @@ def collect(cfg: Any) -> dict[str, Any]:
         doc.update(agent_id=enr.agent_id, unit=enr.unit, hub=enr.hub_url)
     st = state.status().get("datasets", {})
     grants = {g["dataset"]: g for g in state.grants()}
+    live = daemon_status(cfg)
+    doc["daemon"] = {"running": live is not None}
+    running = {d["dataset"]: d for d in (live or {}).get("datasets", [])}
     for name in sorted(set(grants) | set(st)):
         entry = {"dataset": name, "table": cfg.table_for(name),
                  "grant": grants.get(name, {}).get("state", "unknown"), **st.get(name, {})}
+        if (running.get(name) or {}).get("progress"):
+            entry["progress"] = running[name]["progress"]
         doc["datasets"].append(entry)
     return doc
+
+
+def daemon_status(cfg: Any, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The running daemon's live status from its health endpoint, or None (not running, or disabled)."""
+    if not cfg.health.enabled:
+        return None
+    import urllib.request
+    host, _sep, port = cfg.health.listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/status", timeout=timeout) as r:
+            doc = json.loads(r.read())
+        return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
 
 
 def run(args: Any) -> int:
@@ -52,6 +81,9 @@ def run(args: Any) -> int:
         if d.get("last_applied_at"):
             line += f" last={d['last_applied_at']}"
         print(line)
+        applying = (d.get("progress") or {}).get("applying")
+        if applying:
+            print("      " + _("applying now:") + " " + describe(applying))
         if last:
             print("      " + _("last batch #{seq} {kind}: {rows} rows, {quarantined} quarantined, {seconds}s")
                   .format(seq=last.get("seq"), kind=last.get("kind"), rows=last.get("rows"),

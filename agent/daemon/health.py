@@ -1,4 +1,5 @@
-"""Local health endpoints: /healthz (alive), /readyz (ready, each check with its reason), /metrics.
+"""Local health endpoints: /healthz (alive), /readyz (ready, each check with its reason), /metrics,
+/status (the daemon's live per-dataset status, read by `edx-agent status`).
 
 The stdlib's threading HTTP server in one daemon thread: a handful of requests a minute from a local
 monitoring agent do not justify a web framework in the 前置机's process. It listens on loopback unless
@@ -61,10 +62,12 @@ class HealthServer:
     """Serves the three endpoints from callables supplied by the daemon."""
 
     def __init__(self, listen: str, *, readiness: Callable[[], dict[str, Any]],
-                 metrics: Callable[[], bytes], allow_remote: bool = False) -> None:
+                 metrics: Callable[[], bytes], status: Callable[[], dict[str, Any]] | None = None,
+                 allow_remote: bool = False) -> None:
         self.host, self.port = parse_listen(listen, allow_remote)
         self.readiness = _Cache(readiness)
         self.metrics = _Cache(metrics)
+        self.status = status
         self.started = time.time()
         self.httpd: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
@@ -85,8 +88,12 @@ class HealthServer:
                 elif path == "/metrics":
                     body = server.metrics.get()
                     self._raw(200, body, "text/plain; version=0.0.4; charset=utf-8")
+                elif path == "/status" and server.status is not None:
+                    # live, not cached: `edx-agent status` shows the batch being applied (rows done, rows/s)
+                    self._send(200, server.status())
                 else:
-                    self._send(404, {"error": "not found", "endpoints": ["/healthz", "/readyz", "/metrics"]})
+                    self._send(404, {"error": "not found",
+                                     "endpoints": ["/healthz", "/readyz", "/metrics", "/status"]})
 
             def _send(self, code: int, doc: dict[str, Any]) -> None:
                 self._raw(code, json.dumps(doc, ensure_ascii=False).encode(), "application/json")

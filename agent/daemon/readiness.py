@@ -80,6 +80,9 @@ class Readiness:
             if r is not None and r.running_since:
                 progress = {"running": True, "since_s": round(now - r.running_since, 1),
                             "batches": r.batches_this_run}
+                applying = svc.ctx.applying.get(name) if svc.ctx is not None else None
+                if applying is not None:
+                    progress["applying"] = applying.snapshot()
             rows.append({
                 "dataset": name, "state": state, "last_seq": st.get("last_seq"),
                 "last_applied_at": st.get("last_applied_at"), "last_applied_ts": applied,

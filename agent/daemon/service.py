@@ -161,7 +161,8 @@ class Service:
         from .health import HealthServer
 
         self.health = HealthServer(self.cfg.health.listen, readiness=self.readiness.evaluate,
-                                   metrics=self.metrics.render, allow_remote=self.opts.health_allow_remote)
+                                   metrics=self.metrics.render, status=self.snapshot,
+                                   allow_remote=self.opts.health_allow_remote)
         self.health.start()
 
     def _connect(self) -> Any:

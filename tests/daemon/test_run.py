@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -146,3 +147,33 @@ def test_a_health_address_off_loopback_is_refused_unless_allowed(deployment):
     d2.event("daemon_ready")
     assert dep.get("/healthz").status_code == 200
     assert d2.stop() == 0
+
+
+def test_status_shows_the_batch_being_applied_rows_done_of_total(deployment, tmp_path):
+    """`edx-agent status` asks the running daemon (its /status endpoint) what it is applying right now."""
+    dep = deployment
+    faults_dir = tmp_path / "faults"
+    faults_dir.mkdir()
+    # hold the first apply after its rows are loaded, before merge/swap and commit
+    d = dep.run(env={"EDX_FAULTS": "staging_load:hold", "EDX_FAULTS_DIR": str(faults_dir)})
+    (hold,) = wait_for("the apply to reach staging_load", lambda: list(faults_dir.glob("hold.*")), timeout=30)
+    try:
+        doc = json.loads(dep.cli("status", "--json").stdout)
+        assert doc["daemon"]["running"] is True
+        (student,) = [x for x in doc["datasets"] if x["dataset"] == "student"]
+        applying = student["progress"]["applying"]
+        assert applying["seq"] == 1 and applying["kind"] == "snapshot"
+        assert applying["rows_done"] == applying["rows_total"] == ROWS and applying["phase"] == "finish"
+        text = dep.cli("status").stdout
+        assert f"{ROWS:,} / {ROWS:,} rows (100 %)" in text and "merging, reconciling and committing" in text
+    finally:
+        hold.unlink()
+    wait_for("the snapshot applied", lambda: dep.checkpoint("student") == 1)
+    doc = json.loads(dep.cli("status", "--json").stdout)
+    assert "progress" not in [x for x in doc["datasets"] if x["dataset"] == "student"][0]
+    assert d.stop() == 0
+
+
+def test_status_without_a_running_daemon_says_so(deployment):
+    doc = json.loads(deployment.cli("status", "--json").stdout)
+    assert doc["daemon"] == {"running": False}
