@@ -56,6 +56,30 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
+def remove_stale_temps(directory: Path) -> list[str]:
+    """Remove ``.NAME.tmpPID`` files left by a writer that died between create and rename (SIGKILL, power
+    loss). The target itself is intact (old or new version); a temp of a live process is left alone."""
+    removed: list[str] = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        name, _sep, pid = p.name.rpartition(".tmp")
+        if not (name.startswith(".") and pid.isdigit()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                       # its writer still runs (another edx-agent command)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue                       # a live process of another user
+        p.unlink(missing_ok=True)
+        removed.append(p.name)
+    return removed
+
+
 def atomic_write_json(path: Path, doc: Any, mode: int = 0o600) -> None:
     atomic_write_bytes(path, json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True).encode() + b"\n",
                        mode)

@@ -141,6 +141,10 @@ class Service:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+        from ..fsutil import remove_stale_temps
+        removed = remove_stale_temps(self.cfg.state_dir)
+        if removed:
+            log.info("stale_temp_files_removed", files=removed, note="left by a writer killed before its rename")
 
     def _selftest(self) -> None:
         try:
