@@ -8,8 +8,10 @@ from typing import Any
 from .. import audit
 from ..config import load
 from ..errors import ConfigError
+from ..i18n import _
 from ..pipeline import sync_dataset
 from ..runtime import build_context
+from ._live import live_progress
 
 
 def register(sub: Any) -> None:
@@ -22,25 +24,29 @@ def register(sub: Any) -> None:
 def confirm(question: str) -> bool:
     if not sys.stdin.isatty():
         return False
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes", "是")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes", "是", "确认")
 
 
 def run(args: Any) -> int:
     cfg = load(args.config)
     table = cfg.table_for(args.dataset)
-    if not args.yes and not confirm(f"Replace every row of table {table} with a fresh snapshot of {args.dataset}?"):
+    if not args.yes and not confirm(_("Replace every row of table {table} with a fresh snapshot of {dataset}?")
+                                    .format(table=table, dataset=args.dataset)):
         raise ConfigError("resync not confirmed", remedy="Answer y, or pass --yes in scripts.")
     ctx = build_context(cfg, audit=audit.for_config(cfg).record)
     try:
         ctx.client.resync(args.dataset)
         ctx.audit("resync_requested", dataset=args.dataset, outcome="ok")
-        outcomes = sync_dataset(ctx, {"dataset": args.dataset})
+        with live_progress(ctx):
+            outcomes = sync_dataset(ctx, {"dataset": args.dataset})
     finally:
         ctx.connector.close()
         ctx.client.close()
     snaps = [o for o in outcomes if o.kind == "snapshot" and not o.duplicate]
     for o in snaps:
-        print(f"{args.dataset}: snapshot #{o.seq} applied, {o.rows} rows in {o.seconds:.2f}s")
+        print(_("{dataset}: snapshot #{seq} applied, {rows} rows in {seconds:.2f}s").format(
+            dataset=args.dataset, seq=o.seq, rows=o.rows, seconds=o.seconds))
     if not snaps:
-        print(f"{args.dataset}: the platform has not produced the snapshot yet; the next sync applies it")
+        print(_("{dataset}: the platform has not produced the snapshot yet; the next sync applies it")
+              .format(dataset=args.dataset))
     return 0

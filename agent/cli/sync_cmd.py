@@ -12,6 +12,7 @@ from ..errors import EXIT_FAILED, AgentError, NotFound
 from ..i18n import _
 from ..pipeline import BatchOutcome, record_error, sync_dataset
 from ..runtime import build_context
+from ._live import clear_line, live_progress
 
 
 def register(sub: Any) -> None:
@@ -36,6 +37,8 @@ def sync_all(ctx: Any, only: list[str] | None = None, echo: bool = True) -> tupl
     errors: list[tuple[str, AgentError]] = []
 
     def show(o: BatchOutcome) -> None:
+        if echo:
+            clear_line()
         if echo and not o.duplicate:
             print("  " + _("{dataset} #{seq} {kind}: {rows} rows (+{inserted} ~{updated} -{deleted} "
                            "quarantined {quarantined}) in {seconds:.2f}s").format(
@@ -64,7 +67,8 @@ def run(args: Any) -> int:
     t0 = time.monotonic()
     try:
         with audit.correlation(), log.action("sync", datasets=args.dataset or "all") as extra:
-            outcomes, errors = sync_all(ctx, args.dataset, echo=not args.json)
+            with live_progress(ctx):
+                outcomes, errors = sync_all(ctx, args.dataset, echo=not args.json)
             extra.update(batches=sum(1 for o in outcomes if not o.duplicate),
                          failed={d: e.code for d, e in errors})
     finally:
