@@ -129,9 +129,10 @@ class HubClient:
                    no_proxy=list(h.no_proxy), agent_id=agent_id, keys=keys, retry=retry)
 
     # -- plumbing
-    def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+    def _send(self, method: str, path: str, *, params: dict[str, Any] | list[tuple[str, str]] | None = None,
               body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None,
-              stream: bool = False, signed: bool = True) -> requests.Response:
+              stream: bool = False, signed: bool = True,
+              timeout: tuple[float, float] | None = None) -> requests.Response:
         target = path + ("?" + urlencode(params) if params else "")
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
         hdrs = dict(headers or {})
@@ -142,7 +143,7 @@ class HubClient:
             hdrs.update(sign_request(self.agent_id, self.keys, method, target, data))
         try:
             resp = self.session.request(method, self.base_url + target, data=data or None,
-                                        headers=hdrs, timeout=self.timeout, stream=stream)
+                                        headers=hdrs, timeout=timeout or self.timeout, stream=stream)
         except requests.exceptions.SSLError as e:
             raise HubUnreachable(f"TLS handshake with {self.base_url} failed: {_short(e)}",
                                  remedy="Set hub.ca_file to the platform's CA bundle and check the "
@@ -183,6 +184,17 @@ class HubClient:
 
     def batches(self, dataset: str, after: int, limit: int = 100) -> dict[str, Any]:
         return self._json("GET", "/v1/batches", params={"dataset": dataset, "after": after, "limit": limit})
+
+    def wait_batches(self, cursors: dict[str, int], wait: float) -> dict[str, int]:
+        """Long-poll: the datasets with a batch after their cursor, as soon as there is one (or {} after
+        ``wait`` seconds). One attempt: the caller's loop decides about retries."""
+        params = [("cursor", f"{d}:{s}") for d, s in sorted(cursors.items())] + [("wait", f"{wait:g}")]
+        resp = self._send("GET", "/v1/batches/wait", params=params,
+                          timeout=(self.timeout[0], wait + max(self.timeout[1], 10.0)))
+        try:
+            return dict(resp.json()["ready"])
+        except (ValueError, KeyError, TypeError):
+            raise HubProtocolError("/v1/batches/wait: answer is not the documented JSON") from None
 
     def envelope(self, dataset: str, seq: int, offset: int = 0) -> requests.Response:
         """Stream a sealed batch from ``offset`` (HTTP Range), for resumable downloads."""

@@ -95,8 +95,10 @@ class SyncSection(_Section):
     max_batch_bytes: int = 64 << 30
     freshness_grace: float = 3600.0
     reconcile: Literal["count", "checksum"] = "checksum"
+    long_poll: bool = False           # wait at the hub for new batches: applied within seconds, not at the next interval
+    long_poll_wait: float = Field(25.0, ge=1, le=55)
 
-    @field_validator("interval", "jitter", "freshness_grace", mode="before")
+    @field_validator("interval", "jitter", "freshness_grace", "long_poll_wait", mode="before")
     @classmethod
     def _dur(cls, v: Any) -> float:
         return parse_duration(v)

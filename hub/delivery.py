@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from agent.errors import AgentError
 from agent.schema import Schema
 
 from . import catalog, state
@@ -56,6 +57,26 @@ def list_batches(ctx: HubContext, agent: dict[str, Any], dataset: str, after: in
     for seq in range(start, min(latest, start + limit - 1) + 1):
         out.append(descriptor(seal_for(ctx, agent, dataset, seq)))
     return {"batches": out, "latest_seq": latest}
+
+
+def ready_datasets(ctx: HubContext, agent: dict[str, Any], cursors: dict[str, int]) -> dict[str, int]:
+    """Of ``cursors`` (dataset -> the agent's last seq), the datasets with a batch after the cursor or a
+    resync snapshot waiting, mapped to their latest seq. Datasets without an active grant are left out,
+    exactly like datasets that do not exist. Cheap: the long-poll calls it once a second."""
+    ready: dict[str, int] = {}
+    with ctx.engine.connect() as conn:
+        for dataset, after in cursors.items():
+            try:
+                require_active(conn, agent["unit"], dataset)
+                ds = catalog.get_dataset(conn, dataset)
+            except AgentError:   # no grant, revoked, not started, unknown: nothing to say
+                continue
+            pending = conn.execute(select(sealed.c.seq).where(
+                sealed.c.agent_id == agent["agent_id"], sealed.c.dataset == dataset, sealed.c.resync.is_(True),
+                sealed.c.acked_at_ms.is_(None), sealed.c.seq >= after).limit(1)).first()
+            if ds.latest_seq > after or pending is not None:
+                ready[dataset] = ds.latest_seq
+    return ready
 
 
 def sealed_for_download(ctx: HubContext, agent: dict[str, Any], dataset: str, seq: int) -> dict[str, Any]:

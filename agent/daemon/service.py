@@ -219,6 +219,9 @@ class Service:
         tick = min(self.notifier.watchdog_interval or 5.0, 5.0)
         s.add_job(self._tick, "interval", seconds=tick, id="tick", next_run_time=now)
         s.start()
+        if self.cfg.sync.long_poll:
+            from .longpoll import LongPoll
+            LongPoll(self).start()
 
     def _jitter(self, interval: float) -> float | None:
         # spread thousands of agents over the interval without ever moving a run by more than half of it

@@ -7,21 +7,24 @@ grant for answers exactly like one that does not exist.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from typing import Any, Iterator
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from .. import delivery
 from ..context import HubContext
 from ..enrolment import enrol as do_enrol
-from ..errors import RangeNotSatisfiable
+from ..errors import RangeNotSatisfiable, RequestInvalid
 from ..grants import grants_for_agent
 from ..store import now_ms
 from .auth import agent_auth
 from .models import (AckRequest, AckResponse, BatchList, EnrolRequest, EnrolResponse, ErrorBody,
-                     GrantsResponse, Hello, ResyncRequest, ResyncResponse)
+                     GrantsResponse, Hello, ResyncRequest, ResyncResponse, WaitResponse)
 
 router = APIRouter(prefix="/v1", tags=["agent"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -57,6 +60,36 @@ def enrol(body: EnrolRequest, request: Request) -> dict[str, Any]:
 def grants(request: Request, agent: dict[str, Any] = Depends(agent_auth)) -> dict[str, Any]:
     with _ctx(request).engine.connect() as conn:
         return {"grants": grants_for_agent(conn, agent["unit"])}
+
+
+WAIT_MAX_S = 55.0          # below common proxy idle timeouts (60 s)
+WAIT_POLL_S = 1.0
+_CURSOR_RE = re.compile(r"^([a-z][a-z0-9_]{0,62}):(\d{1,19})$")
+
+
+@router.get("/batches/wait", response_model=WaitResponse, responses=ERRORS,
+            summary="Long-poll: answer as soon as one of the datasets has a batch after its cursor")
+async def wait_batches(request: Request,
+                       cursor: list[str] = Query(..., min_length=1, max_length=200,
+                                                 description="DATASET:SEQ, the agent's last applied seq"),
+                       wait: float = Query(25.0, ge=0, le=WAIT_MAX_S),
+                       agent: dict[str, Any] = Depends(agent_auth)) -> dict[str, Any]:
+    """The store is polled once a second from the event loop (each check in the thread pool), so a
+    waiting agent holds a connection but no worker thread; any hub instance can answer any agent."""
+    cursors: dict[str, int] = {}
+    for c in cursor:
+        m = _CURSOR_RE.match(c)
+        if m is None:
+            raise RequestInvalid(f"cursor {c[:80]!r} is not DATASET:SEQ")
+        cursors[m.group(1)] = int(m.group(2))
+    ctx = _ctx(request)
+    t0 = time.monotonic()
+    while True:
+        ready = await run_in_threadpool(delivery.ready_datasets, ctx, agent, cursors)
+        left = wait - (time.monotonic() - t0)
+        if ready or left <= 0 or await request.is_disconnected():
+            return {"ready": ready, "waited_ms": int(1000 * (time.monotonic() - t0))}
+        await asyncio.sleep(min(WAIT_POLL_S, left))
 
 
 @router.get("/batches", response_model=BatchList, responses=ERRORS, summary="Batches after a cursor")

@@ -99,6 +99,12 @@ class BatchList(BaseModel):
     latest_seq: int
 
 
+class WaitResponse(BaseModel):
+    ready: dict[str, int] = Field(..., description="datasets with a batch after the agent's cursor (or a "
+                                                   "resync snapshot waiting), each with its latest seq")
+    waited_ms: int
+
+
 class AckRequest(Strict):
     receipt: dict[str, Any] = Field(..., description="envelope.sign_receipt(...) output")
 

@@ -177,3 +177,19 @@ def test_status_shows_the_batch_being_applied_rows_done_of_total(deployment, tmp
 def test_status_without_a_running_daemon_says_so(deployment):
     doc = json.loads(deployment.cli("status", "--json").stdout)
     assert doc["daemon"] == {"running": False}
+
+
+def test_long_poll_applies_a_new_batch_within_seconds_despite_an_hour_long_interval(deployment):
+    dep = deployment
+    dep.set_config(sync={"interval": "1h", "jitter": 0, "long_poll": True, "long_poll_wait": 20})
+    d = dep.run()
+    wait_for("the snapshot applied at start-up", lambda: dep.checkpoint("student") == 1, timeout=30)
+    d.event("long_poll_on")
+    time.sleep(1.5)   # the agent is now waiting at the hub with cursor student:1
+    for seq in (2, 3):
+        dep.publish_changes("student", 10, seed=seq)
+        t0 = time.monotonic()
+        wait_for(f"batch {seq} applied", lambda: dep.checkpoint("student") == seq, timeout=5.0, every=0.05)
+        assert time.monotonic() - t0 < 5.0
+    assert any(e.get("event") == "long_poll_batch" for e in d.events())
+    assert d.stop() == 0

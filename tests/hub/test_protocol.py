@@ -211,3 +211,29 @@ def test_materialised_state_with_a_composite_key_repeats_and_changes(hub):
     assert len(records) == 2500 and resynced == {json.dumps(f[:2]): f for f in table.values()}
     assert resynced[json.dumps(["s0", "0"])][2] == "last wins"
     assert resynced[json.dumps(["s,1", "1"])][2] == "NULL" and resynced[json.dumps(["s2", "2"])][2] is None
+
+
+def test_long_poll_answers_at_once_when_behind_waits_for_a_publish_and_times_out(hub):
+    import threading
+    import time
+
+    hub.publish_rows("lp_students", students(5), "snapshot", SCHEMA)
+    agent = hub.enrol("长轮询中学", ["lp_students"])
+    # behind the latest batch: at once; a dataset without a grant is simply not mentioned
+    r = agent.get("/v1/batches/wait?cursor=lp_students:0&cursor=not_granted:0&wait=10")
+    assert r.status_code == 200 and r.json()["ready"] == {"lp_students": 1} and r.json()["waited_ms"] < 5000
+    # up to date: nothing within a short wait
+    t0 = time.monotonic()
+    r = agent.get("/v1/batches/wait?cursor=lp_students:1&wait=1.5")
+    assert r.json()["ready"] == {} and 1.4 <= time.monotonic() - t0 < 10
+    # a batch published while the agent waits ends the wait within the poll interval
+    timer = threading.Timer(1.0, hub.publish_rows, args=("lp_students", [{"_op": "D", "id": 1}], "changes"))
+    timer.start()
+    t0 = time.monotonic()
+    r = agent.get("/v1/batches/wait?cursor=lp_students:1&wait=30")
+    elapsed = time.monotonic() - t0
+    timer.join()
+    assert r.json()["ready"] == {"lp_students": 2} and elapsed < 15
+    # malformed cursors are refused with the usual error body
+    bad = agent.get("/v1/batches/wait?cursor=lp_students&wait=1")
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "request-invalid"
