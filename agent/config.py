@@ -71,6 +71,7 @@ class DatabaseSection(_Section):
     password_env: str = ""    # name of an environment variable holding the password
     schema_name: str = Field("", alias="schema")
     sandbox_prefix: str = "edx_test_"
+    lineage_columns: bool = False   # _edx_batch and _edx_applied_at on every row of every dataset table
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -31,7 +31,7 @@ def database_url(cfg: AgentConfig) -> str:
 def open_connector(cfg: AgentConfig) -> Any:
     import connectors
 
-    return connectors.connect(database_url(cfg))
+    return connectors.connect(database_url(cfg), lineage_columns=cfg.database.lineage_columns)
 
 
 def hub_keys(enr: Any) -> list[Any]:

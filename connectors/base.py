@@ -65,6 +65,8 @@ class BaseConnector(MergeMixin):
         # when the batch brings the hub's figure to compare with (saves one pass over the rows)
         self.reconcile = options.pop("reconcile", "always")
         self.chunk_rows = int(options.pop("chunk_rows", 5000))
+        # per-row lineage (注明数据来源 down to the row): _edx_batch and _edx_applied_at on every row
+        self.lineage_columns = bool(options.pop("lineage_columns", False))
         self._import_driver()
         self.engine = self._create_engine(url, options)
         self._prep = self.engine.dialect.identifier_preparer
@@ -242,6 +244,47 @@ class BaseConnector(MergeMixin):
             conn.execute(cp.delete().where(cp.c.dataset == dataset))
         return max(n, 0)
 
+    # --- per-row lineage columns (off by default) ----------------------------------------------------
+
+    LINEAGE = (Column("_edx_batch", PortableType.parse("int64")),
+               Column("_edx_applied_at", PortableType.parse("timestamp")))
+
+    def _ensure_lineage_columns(self, conn: sa.Connection, qtable: str, table: str,
+                                schema_name: str | None) -> None:
+        """Add the lineage columns to a table that lacks them (created before the option was turned on)."""
+        sch, name = self._names(table, schema_name)
+        have = {c["name"].lower() for c in sa.inspect(conn).get_columns(name, schema=sch)}
+        for col in self.LINEAGE:
+            if col.name not in have:
+                for stmt in self.add_column_sql(qtable, col):
+                    conn.exec_driver_sql(stmt)
+
+    def _add_lineage_columns(self, conn: sa.Connection, qtable: str) -> None:
+        if self.lineage_columns:
+            for col in self.LINEAGE:
+                for stmt in self.add_column_sql(qtable, col):
+                    conn.exec_driver_sql(stmt)
+
+    def _lineage_values(self, meta: BatchMeta) -> tuple[Any, Any]:
+        """(batch seq, applied at) as bound parameters: UTC wall-clock, as the portable timestamp type."""
+        return meta.seq, _meta.utcnow().replace(tzinfo=None)
+
+    def _stamp_sql(self, target: str, stg: str | None, schema: Schema) -> str:
+        """UPDATE setting both lineage columns (two placeholders) on every row of ``target`` (a snapshot's
+        shadow, ``stg`` None) or on the rows a change batch upserted (keys left in ``stg`` with I/U)."""
+        sets = self._lineage_sets()
+        if stg is None:
+            return f"UPDATE {target} SET {sets}"
+        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        return f"UPDATE {target} SET {sets} WHERE ({keys}) IN (SELECT {keys} FROM {stg} s WHERE s._op <> 'D')"
+
+    def _lineage_sets(self, alias: str = "") -> str:
+        a = f"{alias}." if alias else ""
+        return f"{a}{self.q('_edx_batch')} = {self.ph}, {a}{self.q('_edx_applied_at')} = {self.ph}"
+
+    def _stamp(self, conn: sa.Connection, meta: BatchMeta, target: str, stg: str | None, schema: Schema) -> None:
+        conn.exec_driver_sql(self._stamp_sql(target, stg, schema), self._lineage_values(meta))
+
     # --- hooks a database module fills in ---------------------------------------------------------
 
     def _session_checks(self, conn: sa.Connection, table: str, schema_name: str | None) -> None:
@@ -411,6 +454,8 @@ class BaseConnector(MergeMixin):
         try:
             if not transactional:
                 self._evolve(conn, meta.table, schema, meta.schema_name)
+                if self.lineage_columns:
+                    self._ensure_lineage_columns(conn, target, meta.table, meta.schema_name)
                 conn.commit()
                 stg = self._create_staging(conn, self.aux_name("stg", meta.table), schema, meta.schema_name)
                 conn.commit()
@@ -419,6 +464,8 @@ class BaseConnector(MergeMixin):
                 self._check_seq(cp, meta)
                 if transactional:
                     self._evolve(conn, meta.table, schema, meta.schema_name)
+                    if self.lineage_columns:
+                        self._ensure_lineage_columns(conn, target, meta.table, meta.schema_name)
                     stg = self._create_staging(conn, self.aux_name("stg", meta.table), schema, meta.schema_name)
                 t1 = time.perf_counter()
                 result.rows = self._load(conn, stg, schema, source, quar, shadow=False)
@@ -428,6 +475,8 @@ class BaseConnector(MergeMixin):
                 self._quarantine_nulls(conn, stg, schema, quar)
                 want = self._wants_checksum(meta)
                 ins, upd, dele, dkeys, ck = self._merge(conn, target, stg, schema, quar, checksum=want)
+                if self.lineage_columns:
+                    self._stamp(conn, meta, target, stg, schema)
                 faults.point("merge")
                 result.inserted, result.updated, result.deleted = ins, upd, dele
                 t3 = time.perf_counter()
@@ -462,6 +511,7 @@ class BaseConnector(MergeMixin):
                 for t in (shadow, old):
                     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
                 self._create_shadow(conn, shadow, schema, bulk=True, pk_name=pk_name)
+                self._add_lineage_columns(conn, shadow)
                 conn.commit()
             with conn.begin():
                 cp = self._read_cp(conn, meta, lock=True)
@@ -471,12 +521,16 @@ class BaseConnector(MergeMixin):
                     for t in (shadow, old):
                         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {t}")
                     self._create_shadow(conn, shadow, schema, bulk=True, pk_name=pk_name)
+                    self._add_lineage_columns(conn, shadow)
 
                     def redo() -> None:
                         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {shadow}")
                         self._create_shadow(conn, shadow, schema, bulk=False, pk_name=pk_name)
+                        self._add_lineage_columns(conn, shadow)
                 t1 = time.perf_counter()
                 result.rows = self._load(conn, shadow, schema, source, quar, shadow=True, redo=redo)
+                if self.lineage_columns:
+                    self._stamp(conn, meta, shadow, None, schema)
                 faults.point("staging_load")
                 t2 = time.perf_counter()
                 if transactional:

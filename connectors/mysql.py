@@ -311,6 +311,12 @@ class MySQLConnector(BaseConnector):
         return (f"DELETE t FROM {stg} s STRAIGHT_JOIN {target} t ON {self._pk_join(schema)} "
                 f"WHERE s._op = 'D'{where}")
 
+    def _stamp_sql(self, target: str, stg: str | None, schema: Schema) -> str:
+        if stg is None:
+            return super()._stamp_sql(target, stg, schema)
+        return (f"UPDATE {stg} s STRAIGHT_JOIN {target} t ON {self._pk_join(schema)} "
+                f"SET {self._lineage_sets('t')} WHERE s._op <> 'D'")
+
     def _touched_rows_sql(self, qtable: str, stg: str, schema: Schema) -> str:
         return f"{stg} s STRAIGHT_JOIN {qtable} t ON {self._pk_join(schema)} WHERE s._op <> 'D'"
 

@@ -213,6 +213,12 @@ class PostgreSQLConnector(BaseConnector):
         ref = f"{alias}.{self.q(col.name)}"
         return f"decode({ref}, 'base64')" if col.type.base == "binary" else ref
 
+    def _stamp_sql(self, target: str, stg: str | None, schema: Schema) -> str:
+        if stg is None:
+            return super()._stamp_sql(target, stg, schema)
+        return (f"UPDATE {target} t SET {self._lineage_sets()} FROM {stg} s "
+                f"WHERE {self._pk_join(schema)} AND s._op <> 'D'")
+
     def _merge_sets(self, conn: sa.Connection, target: str, stg: str, schema: Schema, where: str = "",
                     *, checksum: bool = False) -> tuple[int, int, int, int, Checksum | None]:
         keys = ", ".join(self.q(k) for k in schema.primary_key)

@@ -218,6 +218,16 @@ class SQLiteConnector(BaseConnector):
         return (f"INSERT INTO {target} ({cols}) SELECT {self._select_cols(schema)} FROM {stg} s "
                 f"WHERE s._op <> 'D'{where} ON CONFLICT ({keys}) {action}")
 
+    def _stamp_sql(self, target: str, stg: str | None, schema: Schema) -> str:
+        if stg is None:
+            return super()._stamp_sql(target, stg, schema)
+        return (f"UPDATE {target} AS t SET {self._lineage_sets()} FROM {stg} AS s "
+                f"WHERE {self._pk_join(schema)} AND s._op <> 'D'")
+
+    def _lineage_values(self, meta: Any) -> tuple[Any, Any]:
+        seq, at = super()._lineage_values(meta)
+        return seq, at.isoformat(" ", "microseconds")   # the canonical text a timestamp column holds
+
     def _canonicalizers(self, schema: Schema) -> list[Any]:
         # typed text columns hold the canonical text, checked on the way in: read back as it is. A
         # decimal keeps the scale it was written with, so after a widening (more scale) it is re-spelled.

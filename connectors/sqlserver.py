@@ -309,6 +309,12 @@ class SQLServerConnector(BaseConnector):
     def _delete_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
         return f"DELETE t FROM {target} t JOIN {stg} s ON {self._pk_join(schema)} WHERE s._op = 'D'{where}"
 
+    def _stamp_sql(self, target: str, stg: str | None, schema: Schema) -> str:
+        if stg is None:
+            return super()._stamp_sql(target, stg, schema)
+        return (f"UPDATE t SET {self._lineage_sets('t')} FROM {target} t JOIN {stg} s "
+                f"ON {self._pk_join(schema)} WHERE s._op <> 'D'")
+
     def _upsert_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
         cols = ", ".join(self.q(c) for c in schema.names)
         rest = [c for c in schema.names if c not in schema.primary_key]

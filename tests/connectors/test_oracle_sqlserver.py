@@ -102,6 +102,10 @@ def _statements(conn, adapt=lambda s: s) -> dict[str, list[str]]:
         "delete": [conn._delete_sql(q("wide", "edx"), stg, WIDE, "")],
         "merge": [conn._upsert_sql(q("wide", "edx"), stg, WIDE, "")],
         "merge_all_key": [conn._upsert_sql(q("keys"), stg_k, ALLKEY, "")],
+        # per-row lineage columns (option lineage_columns): added to the shadow, stamped after load/merge
+        "lineage": ([s for col in conn.LINEAGE for s in conn.add_column_sql(q(conn.aux_name("new", "wide"), "edx"), col)]
+                    + [conn._stamp_sql(q(conn.aux_name("new", "wide"), "edx"), None, WIDE),
+                       conn._stamp_sql(q("wide", "edx"), stg, WIDE)]),
         "swap": conn.swap_sql("wide", "edx", q(conn.aux_name("new", "wide"), "edx"),
                               q(conn.aux_name("old", "wide"), "edx"), True),
         "evolve": (conn.add_column_sql(q("wide", "edx"), Column("note", PortableType.parse("text"), True))
