@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError, ConfigMissing
+from .i18n import N_, _
 
 DEFAULT_CONFIG = "/etc/edx-agent/agent.toml"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -33,7 +34,7 @@ def parse_duration(value: Any) -> float:
         return float(value)
     m = _DURATION_RE.match(str(value))
     if not m:
-        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 5m, 2h)")
+        raise ValueError(_("{value} is not a duration (e.g. 30s, 5m, 2h)").format(value=repr(value)))
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
@@ -61,7 +62,7 @@ class HubSection(_Section):
     @classmethod
     def _url(cls, v: str) -> str:
         if v and not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError("must start with https:// (http:// only for a hub on this machine)")
+            raise ValueError(_("must start with https:// (http:// only for a hub on this machine)"))
         return v.rstrip("/")
 
 
@@ -79,8 +80,8 @@ class DatabaseSection(_Section):
     @classmethod
     def _url(cls, v: str) -> str:
         if "://" not in v:
-            raise ValueError("must be a SQLAlchemy URL such as sqlite:////var/lib/edx-agent/data.db "
-                             "or mysql+pymysql://user@host/db")
+            raise ValueError(_("must be a SQLAlchemy URL such as sqlite:////var/lib/edx-agent/data.db "
+                               "or mysql+pymysql://user@host/db"))
         return v
 
 
@@ -202,18 +203,42 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return names + [f.alias for f in m.model_fields.values() if f.alias]
 
 
+# pydantic's error types, spelled for people in both languages ({ctx} fields from the error's context)
+_PROBLEMS = {
+    "bool_parsing": N_("expected true or false"), "bool_type": N_("expected true or false"),
+    "int_parsing": N_("expected a whole number"), "int_type": N_("expected a whole number"),
+    "int_from_float": N_("expected a whole number"),
+    "float_parsing": N_("expected a number"), "float_type": N_("expected a number"),
+    "string_type": N_("expected text in quotes"),
+    "list_type": N_("expected a list such as [\"a\", \"b\"]"),
+    "dict_type": N_("expected a table (a [section])"), "model_type": N_("expected a table (a [section])"),
+    "literal_error": N_("must be one of {expected}"),
+    "greater_than_equal": N_("must be at least {ge}"), "less_than_equal": N_("must be at most {le}"),
+    "greater_than": N_("must be more than {gt}"), "less_than": N_("must be less than {lt}"),
+}
+
+
 def format_errors(exc: ValidationError) -> list[str]:
+    """One line per problem, in the operator's language: the setting's dotted path, then what is wrong."""
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         path = ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
+        kind, ctx = err["type"], err.get("ctx") or {}
+        if kind == "extra_forbidden":
             hint = difflib.get_close_matches(str(loc[-1]), _known_keys(AgentConfig, loc), n=1)
-            msg = f"{path}: unknown setting" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-        elif err["type"] == "missing":
-            msg = f"{path}: required setting is missing"
+            msg = (_("{path}: unknown setting (did you mean {hint}?)").format(path=path, hint=repr(hint[0])) if hint
+                   else _("{path}: unknown setting").format(path=path))
+        elif kind == "missing":
+            msg = _("{path}: required setting is missing").format(path=path)
         else:
-            msg = f"{path}: {err['msg']}"
+            if kind == "value_error" and "error" in ctx:
+                what = str(ctx["error"])        # our validators' own text, translated where raised
+            elif kind in _PROBLEMS:
+                what = _(_PROBLEMS[kind]).format(**{k: str(v) for k, v in ctx.items()})
+            else:
+                what = err["msg"]               # a rare pydantic message: English
+            msg = _("{path}: {problem}").format(path=path, problem=what)
         problems.append(msg)
     return problems
 
