@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ BUCKETS = [
     ("pass 1: verify every chunk", ("verify_stream",)),
     ("pass 2: decrypt (AES-GCM)", ("_Chunks.next",)),
     ("pass 2: decompress (zstd)", ("PayloadStream.readinto",)),
-    ("reconciliation read-back checksum", ("._checksum (", "checksum_rows", "table_checksum")),
+    ("reconciliation read-back checksum", ("._checksum (", "._checksum_committed", "checksum_rows", "table_checksum")),
     ("merge (dedup, counts, delete, upsert)", ("._merge", "._dedup", "_quarantine_nulls")),
     ("bulk load (server parsing; client waits)", ("._bulk_load", "._load_python", "load_rows", "._finish_shadow")),
     ("swap, lineage, checkpoint, commit", ("._swap", "_finish_batch", "write_lineage", "write_checkpoint",
@@ -63,11 +64,16 @@ def _bucket(frames: list[str]) -> str:
     return "other"
 
 
+def py_spy() -> str | None:
+    """py-spy on PATH, or beside this interpreter (a virtualenv run without activating it)."""
+    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+
+
 def profile_all(args: Any, work: Path, log: Any) -> dict[str, Any]:
     """One py-spy-profiled edx-agent run per database and kind of the comparison cases."""
     from bench import _e2e_data, bench_e2e
 
-    if shutil.which("py-spy") is None:
+    if py_spy() is None:
         log("py-spy not found (pip install -r bench/requirements.txt): no profiles")
         return {}
     out: dict[str, Any] = {}

@@ -225,52 +225,69 @@ native CLI's RSS is GNU time's."""
 NOTES = """\
 ### Reading the figures
 
-* **The reconciliation read-back is what separates edx-agent from the native load.** Every batch from the hub
-  carries its expected checksum, and before COMMIT the connector has the database hash every applied row
-  (SHA-256 of the canonical texts, summed; `agent/reconcile.py`) so that a row the database stored
-  differently from the platform is an error, not a silent difference. The native load does nothing of the
-  kind. The profiles show it taking 27-49 % of an end-to-end run (MariaDB and PostgreSQL: in SQL, several µs
-  per row for 13 text conversions, their concatenation and SHA-256; SQLite: read back in Python). The
-  diagnostic run "e2e without read-back checksum" (`--tag nock`; not a setting the product offers for a hub
-  batch) shows the same runs without it. Cheaper SQL spellings tried on PostgreSQL (each text computed once,
-  `textsend`, hashing 8 bytes less) saved ≈ 8 % of the checksum, not enough to matter; the scan already runs
-  with parallel workers there.
-* **Merges cost more than the native script's** (37-56 % of a change batch): the connector keeps the last
-  record per key, counts inserted/updated/deleted rows against the target for the receipt, checks NOT NULL
-  columns and merges in a savepoint so refused rows can be quarantined; the native script only deletes and
-  upserts. With the read-back this is issue 4's apply-only gap (connectors section above), which end to end
-  inherits: end to end and apply only are within noise of each other here.
+* **The reconciliation read-back is what still separates edx-agent from the native load.** Every batch
+  from the hub carries its expected checksum, and before the commit (MySQL: before the swap) the
+  connector has the database hash every applied row as it stores it (SHA-256 of the canonical texts,
+  summed; `agent/reconcile.py`), so a row the database stored differently from the platform is an error,
+  not a silent difference. The native load does nothing of the kind. The method "e2e without read-back
+  checksum" (a diagnostic: not a setting the product offers for a hub batch) is the same run without it:
+  0.90x (MariaDB) and 1.03x (PostgreSQL) of the native snapshot load, 0.84x / 0.83x of the native change
+  batch, in the `--all-peers` run above. With it, P1 is 0.60x / 0.67x.
+* **What made the read-back cheaper on 2026-11-25 (evening)**, each measured on the same 100k students:
+  the row hash joins the canonical texts with a NUL byte instead of length-prefixing each one (the
+  length prefix cost more than SHA-256 in SQL: MariaDB 0.47 s -> 0.22 s, PostgreSQL 0.29 s -> 0.20 s);
+  MySQL hashes the committed, not yet live shadow in two key ranges on two connections (two server
+  threads); SQLite concatenates each row's bytes in SQL and Python only hashes them (0.72 s -> 0.33 s);
+  PostgreSQL's upsert hashes each row in its `RETURNING` clause (no second scan of the temp staging
+  table, which parallel workers cannot read). End to end the read-back went from 27-49 % of a run to
+  19-44 % (profiles above; on PostgreSQL changes it is now inside "merge"). What remains is the server's
+  work of spelling 13 typed values as text and hashing them: about 2 us per row per core here, the same
+  order as parsing the row in the load.
+* **Merges cost more than the native script's** (57 % of a MariaDB change batch, 83 % on PostgreSQL with
+  the hashing): the connector keeps the last record per key, counts inserted/updated/deleted rows
+  against the target for the receipt, checks NOT NULL columns and merges in a savepoint so refused rows
+  can be quarantined; the native script only deletes and upserts. Counting updates with a user variable
+  inside MariaDB's `ON DUPLICATE KEY UPDATE` (to save the counting join) was tried and measured slower
+  (the upsert went from 0.98 s to 1.27 s); it was not kept.
+* **SQLite (P4)**: the load is Python's (csv, conversion checks, `executemany`: SQLite has no bulk path
+  a library can call) and reached 1.0-1.1 s per 100k rows against `.import`'s 0.8 s for everything; a
+  record with NULL fields is no longer re-read by hand unless it holds a quoted "NULL" (1.22 s -> 1.02 s).
+  Per-row upsert and pandas beat edx-agent on SQLite changes: they only insert, the agent stages,
+  merges, validates every value (STRICT tables) and reads the rows back.
 * **What is specific to end to end is small**: header and signature checks and pass 1 (AES-GCM over every
-  chunk) are 0-1 % of the profiles; pass 2 (decrypt + zstd, ≈ 1.3 s per 1M rows here) was 21 % of the main
-  thread on a PostgreSQL snapshot before commit "pipeline: decrypt and decompress pass 2 in a read-ahead
-  thread" and is now on the second core, overlapping the server's parsing (on MariaDB the FIFO feeder thread
-  already did so).
-* **Scaling**: peak RSS is flat from 100k to 5M rows (P3). The change batch into 5M rows cost 0.83× (MariaDB),
-  1.32× (PostgreSQL) and 0.95× (SQLite) of the same batch into 1M, one run each under a load average of 4-11.
-  PostgreSQL's miss is in the merge (4.2 s → 6.8 s) and the read-back (2.8 s → 3.2 s); their plans were
-  checked on the 5M-row table: staging scanned, every key looked up through the primary key (nested loop,
-  index scans), no scan of the target, so the growth is the key's B-tree outgrowing the 128 MB
-  `shared_buffers`, not work proportional to the table.
-* **Peers**: dlt's `merge` on MariaDB and SQLite (sqlalchemy destination) did not finish: its correlated
-  `DELETE … WHERE EXISTS (SELECT … FROM the staging dataset)` ran for 472 s (MariaDB) and 625 s (SQLite) on
-  100k records before the runs were stopped by hand; the quick default now stops a peer after
-  `--peer-timeout` (900 s) and reports it as slower than that. Every peer result shown was verified; pandas
-  needs `DATETIME(fsp=6)` for the timestamp on MariaDB, or it silently drops the microseconds (the checksum
-  caught it). On SQLite, per-row upsert and pandas beat edx-agent's snapshot: the agent validates and
-  converts every value in Python (STRICT tables) and reads the table back, the peers only insert.
-* **MariaDB's stock `innodb_buffer_pool_size` (128 MiB)**: issue 9 measured a 1M-row load 4.5× slower per row
-  than a 200k one with it; here the student keys arrive in key order and the 5M-row snapshot kept 22k rows/s,
-  but merges touch random keys. `edx-agent doctor` now reports the pool against the size of the tables in the
-  target schema (plus room for a snapshot's shadow copy) and says what to set
-  (`mysql:innodb_buffer_pool_size`).
+  chunk) are about 1 % of the profiles; pass 2 (decrypt + zstd) runs in a read-ahead thread on the
+  second core, overlapping the server's parsing (on MariaDB the FIFO feeder thread does so too).
+* **Scaling**: peak RSS is flat from 100k to 5M rows (P3). P5 (the change batch into a 5M-row table
+  against a 1M-row one) passes on MariaDB and SQLite and misses on PostgreSQL (1.54x in the `-pg` run).
+  The plan was read with auto_explain on the 5M-row table: staging scanned, every key looked up through
+  the primary key (nested loop, index scans), no scan of the target; the rows examined grow with the
+  batch only. What grows is the number of distinct table pages the batch dirties: 80k upserts and
+  deletes of random keys touch about 28k of a 1M-row table's ≈30k pages but about 62k of a 5M-row
+  table's ≈150k (pages x (1 - e^(-records/pages))), 2.2x as many, each read, dirtied, written with a
+  full-page image in the WAL and evicted (`Buffers: shared read=126667 dirtied=122299 written=112485`).
+  Raising `shared_buffers` from 128 MB to 2 GB did not change the ratio (1.66 s -> 3.67 s), nor did a
+  `VACUUM ANALYZE` after the snapshot: the cost is bounded by the batch (at most a page per record) but,
+  for random keys, reaches that bound only on tables much larger than the batch. Keys that arrive
+  clustered (a school's students together) dirty fewer pages.
+* **Peers**: dlt's `merge` on MariaDB and SQLite (sqlalchemy destination) does not finish in reasonable
+  time: its correlated `DELETE ... WHERE EXISTS (SELECT ... FROM the staging dataset)` ran for 472 s
+  (MariaDB) and 625 s (SQLite) on 100k records in an earlier run; the runs above stop a peer after
+  `--peer-timeout` (120 s) and report it as slower than that. Every peer result shown was verified; pandas
+  needs `DATETIME(fsp=6)` for the timestamp on MariaDB, or it silently drops the microseconds (the
+  checksum caught it).
+* **MariaDB's stock `innodb_buffer_pool_size` (128 MiB)**: issue 9 measured a 1M-row load 4.5x slower per
+  row than a 200k one with it; here the student keys arrive in key order, but merges touch random keys.
+  `edx-agent doctor` reports the pool against the size of the tables in the target schema (plus room for
+  a snapshot's shadow copy) and says what to set (`mysql:innodb_buffer_pool_size`).
 * **Oracle and SQL Server** cannot run here; their round trips through the recording fake DB-API (array
   binding / `fast_executemany`, no per-row round trips) are in the oracle-sqlserver section above, with the
   real-server command for when a URL is set.
-* **Which code**: the runs recorded on 2026-11-25 straddle commit 2640dd2 (pass-2 read-ahead): in the
-  `--all-peers` run the MariaDB rows ran before it and the PostgreSQL and SQLite rows after; in the scaling
-  run MariaDB's 100k and 1M rows ran before it; the `--tag nock` run ran after it. The VM was shared with
-  other engineers' test suites and benchmarks throughout (load averages in each run's header).
-* A figure that misses its target is marked ✗ MISSING above; none is hidden, none was made to pass by
+* **Which code**: the `--all-peers` run ran on commit 5bc2542 (every read-back change listed above); the
+  pipeline's live-progress counter (0be15fc) was committed while its PostgreSQL rows ran; the profiles
+  were recorded after it (`--profile-only`). The scaling run without a tag is older (before
+  the read-back changes, on a VM loaded by other work: load averages in its header); the `-pg` scaling
+  run is newer (after every read-back change listed above).
+* A figure that misses its target is marked MISSING above; none is hidden, none was made to pass by
   measuring something else."""
 
 

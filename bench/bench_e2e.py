@@ -73,7 +73,8 @@ def _spawn(method: str, db: str, kind: str, case: Path, *, profile: Path | None 
     """Run one method in a fresh process; its JSON result (with its own peak RSS, see _e2e_workers)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, db, kind, str(case)]
     if profile is not None:
-        cmd = ["py-spy", "record", "--idle", "--threads", "--rate", "200", "--format", "raw",
+        from bench._e2e_profile import py_spy
+        cmd = [py_spy() or "py-spy", "record", "--idle", "--threads", "--rate", "200", "--format", "raw",
                "--output", str(profile), "--", *cmd]
     launched = time.time()
     out_path = case / "worker.json"
@@ -250,6 +251,8 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="results go to docs/perf/e2e-results-TAG.json (kept beside the others)")
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild the docs section and charts from docs/perf/e2e-results*.json, run nothing")
+    ap.add_argument("--profile-only", action="store_true",
+                    help="py-spy profiles only, added to docs/perf/e2e-results.json (same cases as its run)")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.report_only:
@@ -280,6 +283,13 @@ def main() -> None:
         lines.append(line)
 
     name = "e2e-results" + (f"-{args.tag}" if args.tag else "") + ("-full" if args.full else "")
+    if args.profile_only:   # e.g. when py-spy was missing during the measured run
+        from bench import _e2e_profile
+        doc = json.loads((PERF / f"{name}.json").read_text())
+        doc["profiles"] = _e2e_profile.profile_all(args, work, log)
+        (PERF / f"{name}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+        _e2e_report.write_docs(ROOT / "docs" / "performance.md", PERF)
+        return
     partial = PERF / f"{name}.partial.json"
     for spec in plan(args):
         results += execute(spec, args.data, work, log)
