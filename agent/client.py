@@ -35,6 +35,9 @@ class RetryPolicy:
     base: float = 0.5
     cap: float = 30.0
     max_retry_after: float = 300.0
+    # a longer Retry-After is not slept through inside a request: the error goes up with its retry_after,
+    # and the daemon reschedules that dataset, so one busy answer never holds the single sync worker
+    max_inline_wait: float = 30.0
 
     def delay(self, attempt: int, retry_after: float | None = None,
               rand: Callable[[], float] = random.random) -> float:
@@ -50,7 +53,10 @@ class RetryPolicy:
             except AgentError as e:
                 if not is_transient(e) or attempt == self.attempts - 1:
                     raise
-                sleep(self.delay(attempt, getattr(e, "retry_after", None)))
+                wait = self.delay(attempt, getattr(e, "retry_after", None))
+                if wait > self.max_inline_wait:
+                    raise
+                sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
 

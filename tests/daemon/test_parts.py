@@ -80,6 +80,33 @@ def test_backoff_is_capped_and_starts_small():
     assert fast.delay(0, rand=lambda: 1.0) == 1.0
 
 
+def test_a_long_retry_after_is_not_slept_through_inside_a_request():
+    from agent.client import RetryPolicy
+    from agent.errors import HubBusy
+
+    def busy(after: float):
+        calls: list[int] = []
+
+        def fn():
+            calls.append(1)
+            if len(calls) == 1:
+                e = HubBusy("HTTP 503 hub-busy")
+                e.retry_after = after
+                raise e
+            return "ok"
+        return fn, calls
+
+    slept: list[float] = []
+    fn, calls = busy(5)
+    assert RetryPolicy().run(fn, sleep=slept.append) == "ok" and slept == [5] and len(calls) == 2
+    fn, calls = busy(120)   # the daemon reschedules the dataset in 120 s instead of holding its worker
+    with pytest.raises(HubBusy) as e:
+        RetryPolicy().run(fn, sleep=slept.append)
+    assert e.value.retry_after == 120 and len(calls) == 1 and slept == [5]
+    r = Runner("student", {}, interval=300)
+    assert r.policy().delay(r.attempts, e.value.retry_after) == 120
+
+
 def test_freshness_against_the_declared_interval_plus_grace():
     now = time.time()
     assert freshness(None, 3600, 600, now) == "unknown"
