@@ -97,11 +97,7 @@ def native(db: str, kind: str, case: Path) -> dict[str, Any]:
     return {"wall": time.perf_counter() - t0, "rss_mb": int(rss.read_text().split()[-1]) / 1024}
 
 
-def vm_hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from bench._rss import vm_hwm_mb  # noqa: E402
 
 
 # --- peers: shared pieces ---------------------------------------------------------------------------------

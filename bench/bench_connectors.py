@@ -17,7 +17,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.payload import Manifest  # noqa: E402
+from bench._rss import vm_hwm_mb  # noqa: E402
 from bench.gen_student import SCHEMA, write_payloads  # noqa: E402
 
 MYSQL_URL = os.environ.get("EDX_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -168,10 +168,12 @@ def worker(side: str, db: str, kind: str, data: Path) -> dict[str, Any]:
     if side == "native":
         cmd = native_command(db, kind, data, conn)
         conn.close()
+        rss = data / "native.rss"
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        # /usr/bin/time's wait4: the CLI's own peak (getrusage here would carry this worker's, inherited at fork)
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss), *cmd], check=True, stdout=subprocess.DEVNULL)
         out["wall"] = time.perf_counter() - t0
-        out["rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        out["rss_mb"] = int(rss.read_text().split()[-1]) / 1024
         return out
     from connectors.api import BatchMeta
     src = FileSource(data / f"{kind}.payload")
@@ -180,7 +182,7 @@ def worker(side: str, db: str, kind: str, data: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     r = conn.apply(meta, src)
     out["wall"] = time.perf_counter() - t0
-    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_mb"] = vm_hwm_mb()   # bench/_rss.py says why not getrusage
     out["phases"] = {k: round(v, 3) for k, v in r.phases.items()}
     out["counts"] = [r.inserted, r.updated, r.deleted, r.quarantined]
     conn.close()
@@ -217,7 +219,7 @@ def report(results: dict[tuple[str, str, str], list[dict[str, Any]]], rows: int,
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {platform.machine()}, {os.cpu_count()} vCPU, "
              f"Python {platform.python_version()}, load average {load[0]:.1f} at the end (a shared VM: other "
              "benchmarks ran at the same time, so absolute figures vary by ±50 % between runs; agent and "
-             "native runs alternate so the ratios are less affected).",
+             "native runs alternate so the ratios are less affected).", "",
              f"Apply-only, {rows} rows of `student` (13 columns, varchar key, Chinese text), best of {repeat} "
              f"runs each, every run in its own process and verified by row count + table checksum.",
              "Ratio = native time / agent time (1.00 = as fast as the database's own CLI load).", "",
