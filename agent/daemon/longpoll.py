@@ -5,7 +5,8 @@ One thread, one request at a time for all datasets: ``GET /v1/batches/wait?curso
 soon as a dataset has a batch after the agent's last applied seq (or after ``long_poll_wait`` seconds
 with nothing). A dataset that is ready gets its sync job run now; the scheduled interval stays as the
 safety net, so a lost answer or a hub without the endpoint only costs latency. Network errors back off
-(1 s doubling to 60 s); an answer saying the hub does not offer long-poll turns it off with one log line.
+(1 s doubling to 60 s) with a fresh client each time (so a rotated key is picked up); an answer saying
+the hub does not offer long-poll (404) turns it off with one log line. Turning it on or off takes a restart.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 
 import structlog
 
-from ..errors import AgentError, is_transient
+from ..errors import AgentError
 
 log = structlog.get_logger("edx_agent.daemon")
 UTC = dt.timezone.utc
 MAX_BACKOFF = 60.0
+UNSUPPORTED = ("not-found", "hub-protocol-error")   # an older hub: 404, or an answer it does not document
 
 
 class LongPoll:
@@ -65,10 +67,11 @@ class LongPoll:
                 ready = self.client().wait_batches(cursors, svc.cfg.sync.long_poll_wait)
                 backoff = 1.0
             except AgentError as e:
-                if not is_transient(e):
+                if e.code in UNSUPPORTED:
                     log.warning("long_poll_off", code=e.code, error=str(e),
-                                note="the hub refused the long-poll; batches arrive at each sync interval")
+                                note="the hub has no long-poll; batches arrive at each sync interval")
                     return
+                # anything else (network, a busy hub, a key just rotated) is retried with a fresh client
                 log.info("long_poll_retry", code=e.code, in_s=backoff)
                 self._client = None   # a fresh connection next time
                 svc.stopping.wait(backoff)

@@ -113,3 +113,37 @@ def test_freshness_against_the_declared_interval_plus_grace():
     assert freshness(now - 3000, 3600, 600, now) == "fresh"
     assert freshness(now - 4300, 3600, 600, now) == "stale"
     assert freshness(now - 10 ** 6, None, 600, now) == "fresh"    # nothing declared: never stale
+
+
+def test_long_poll_turns_off_only_when_the_hub_has_no_endpoint():
+    import threading
+    from types import SimpleNamespace
+
+    from agent.daemon.longpoll import LongPoll
+    from agent.errors import HubUnreachable, NotFound
+
+    answers = [HubUnreachable("reset"), {"student": 4}, NotFound("HTTP 404")]
+    triggered: list[str] = []
+    asked: list[int] = []
+
+    class Client:
+        def wait_batches(self, cursors, wait):
+            asked.append(cursors["student"])
+            a = answers.pop(0)
+            if isinstance(a, Exception):
+                raise a
+            return a
+
+    stopping = threading.Event()
+    svc = SimpleNamespace(
+        stopping=SimpleNamespace(is_set=stopping.is_set, wait=lambda s: None),
+        cfg=SimpleNamespace(sync=SimpleNamespace(long_poll_wait=1)),
+        runners={"student": SimpleNamespace(state="ok", running_since=None)},
+        ctx=SimpleNamespace(state=SimpleNamespace(status=lambda: {"datasets": {"student": {"last_seq": 3}}})),
+        scheduler=SimpleNamespace(modify_job=lambda job, next_run_time: triggered.append(job)))
+    lp = LongPoll(svc)
+    lp._client = Client()
+    lp.client = lambda: lp._client or Client()   # a fresh client after an error, as in the service
+    lp.loop()   # returns once the hub says 404
+    assert triggered == ["sync:student"] and answers == [] and lp.seen == {"student": 4}
+    assert asked == [3, 3, 4]   # after handing seq 4 to the sync job it waits for what comes after
