@@ -304,6 +304,10 @@ class Checksum:
         self.count += 1
         self.total = (self.total + row_hash(fields)) & _MASK64
 
+    def __add__(self, other: "Checksum") -> "Checksum":
+        """The figure of two disjoint sets of rows (the sum is order-independent, so it splits freely)."""
+        return Checksum(self.count + other.count, (self.total + other.total) & _MASK64)
+
     def hexdigest(self) -> str:
         return f"{self.total:016x}"
 

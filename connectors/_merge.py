@@ -90,8 +90,7 @@ class MergeMixin:
                                                      checksum=checksum)
                 for i, v in enumerate(counts):
                     totals[i] += v
-                ck = None if ck is None or part is None else Checksum(
-                    ck.count + part.count, (ck.total + part.total) & ((1 << 64) - 1))
+                ck = None if ck is None or part is None else ck + part
             except sa.exc.DBAPIError as e:
                 if not self._is_refusal(e):
                     raise
@@ -147,7 +146,7 @@ class MergeMixin:
         return None
 
     def _checksum(self, conn: sa.Connection, qtable: str, schema: Schema, *, join_stg: str | None = None) -> Checksum:
-        src = f"{qtable} t" if join_stg is None else self._touched_rows_sql(qtable, join_stg, schema)
+        src = self._checksum_source(qtable, schema, join_stg)
         h = self._hash_sql(schema, "t") if self.checksum_in_sql else None
         if h is not None:
             count, total = conn.exec_driver_sql(f"SELECT COUNT(*), SUM({h}) FROM {src}").one()
@@ -155,6 +154,10 @@ class MergeMixin:
         cols = ", ".join(f"t.{self.q(c)}" for c in schema.names)
         return checksum_rows(schema, self._stream_rows(conn, f"SELECT {cols} FROM {src}"),
                              self._canonicalizers(schema))
+
+    def _checksum_source(self, qtable: str, schema: Schema, join_stg: str | None) -> str:
+        """FROM clause (alias t) of the rows a figure covers: the whole table, or a change batch's upserts."""
+        return f"{qtable} t" if join_stg is None else self._touched_rows_sql(qtable, join_stg, schema)
 
     def _checksum_committed(self, conn: sa.Connection, qtable: str, schema: Schema, rows: int) -> Checksum:
         """Checksum of a committed table (a MySQL snapshot's shadow), split at the median key over two
@@ -182,8 +185,7 @@ class MergeMixin:
         worker.join()
         if isinstance(upper[0], BaseException):
             raise upper[0]
-        a, b = checksum_from_sql(*lower), checksum_from_sql(*upper[0])
-        return Checksum(a.count + b.count, (a.total + b.total) & ((1 << 64) - 1))
+        return checksum_from_sql(*lower) + checksum_from_sql(*upper[0])
 
     def _canonicalizers(self, schema: Schema) -> list[Any]:
         """Per column: database value -> canonical text (payload.canonical_from_db, with fast paths)."""

@@ -254,16 +254,15 @@ class BaseConnector(MergeMixin):
         """Add the lineage columns to a table that lacks them (created before the option was turned on)."""
         sch, name = self._names(table, schema_name)
         have = {c["name"].lower() for c in sa.inspect(conn).get_columns(name, schema=sch)}
-        for col in self.LINEAGE:
-            if col.name not in have:
-                for stmt in self.add_column_sql(qtable, col):
-                    conn.exec_driver_sql(stmt)
+        self._add_lineage_columns(conn, qtable, have)
 
-    def _add_lineage_columns(self, conn: sa.Connection, qtable: str) -> None:
+    def _add_lineage_columns(self, conn: sa.Connection, qtable: str, have: frozenset[str] | set[str] = frozenset()) -> None:
+        """Add the lineage columns not in ``have`` (a new shadow has none), when the option is on."""
         if self.lineage_columns:
             for col in self.LINEAGE:
-                for stmt in self.add_column_sql(qtable, col):
-                    conn.exec_driver_sql(stmt)
+                if col.name not in have:
+                    for stmt in self.add_column_sql(qtable, col):
+                        conn.exec_driver_sql(stmt)
 
     def _lineage_values(self, meta: BatchMeta) -> tuple[Any, Any]:
         """(batch seq, applied at) as bound parameters: UTC wall-clock, as the portable timestamp type."""

@@ -26,7 +26,7 @@ from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission,
 from agent.payload import Checksum, encode_value
 from agent.schema import Column, PortableType, Schema
 
-from ._checksum import canonicalizers
+from ._checksum import canonicalizers, checksum_from_sql
 from ._load import Converter
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector
@@ -274,7 +274,7 @@ class SQLiteConnector(BaseConnector):
         expr = self._row_bytes_sql(schema, "t") if self.checksum_in_sql else None
         if expr is None:
             return super()._checksum(conn, qtable, schema, join_stg=join_stg)
-        src = f"{qtable} t" if join_stg is None else self._touched_rows_sql(qtable, join_stg, schema)
+        src = self._checksum_source(qtable, schema, join_stg)
         canon = self._canonicalizers(schema)
         raw = conn.connection.driver_connection
         raw.create_function("edx_canon", 2, lambda i, v: None if v is None else canon[i](v), deterministic=True)
@@ -288,7 +288,7 @@ class SQLiteConnector(BaseConnector):
                 total += sum(int.from_bytes(sha(r[0]).digest()[:8], "big") for r in part)
         finally:
             raw.text_factory = factory
-        return Checksum(count, total & ((1 << 64) - 1))
+        return checksum_from_sql(count, total)
 
     # --- errors --------------------------------------------------------------------------------------
 
