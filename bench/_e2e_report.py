@@ -36,14 +36,8 @@ def _cmd(cmd: list[str]) -> str:
 
 
 def environment(started: dt.datetime) -> dict[str, Any]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench._proc import cpu_model
+    cpu = cpu_model()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 30
     versions = {}
     for pkg in ("sqlalchemy", "pymysql", "psycopg", "pandas", "dlt", "cryptography", "zstandard"):

@@ -97,7 +97,7 @@ def native(db: str, kind: str, case: Path) -> dict[str, Any]:
     return {"wall": time.perf_counter() - t0, "rss_mb": int(rss.read_text().split()[-1]) / 1024}
 
 
-from bench._rss import vm_hwm_mb  # noqa: E402
+from bench._proc import vm_hwm_mb  # noqa: E402
 
 
 # --- peers: shared pieces ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.payload import Manifest  # noqa: E402
-from bench._rss import vm_hwm_mb  # noqa: E402
+from bench._proc import vm_hwm_mb  # noqa: E402
 from bench.gen_student import SCHEMA, write_payloads  # noqa: E402
 
 MYSQL_URL = os.environ.get("EDX_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -182,7 +182,7 @@ def worker(side: str, db: str, kind: str, data: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     r = conn.apply(meta, src)
     out["wall"] = time.perf_counter() - t0
-    out["rss_mb"] = vm_hwm_mb()   # bench/_rss.py says why not getrusage
+    out["rss_mb"] = vm_hwm_mb()   # bench/_proc.py says why not getrusage
     out["phases"] = {k: round(v, 3) for k, v in r.phases.items()}
     out["counts"] = [r.inserted, r.updated, r.deleted, r.quarantined]
     conn.close()

@@ -27,7 +27,6 @@ import os
 import platform
 import random
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from agent.envelope import (
 from agent.envelope.stream import MAX_WINDOW, zstd_params
 from agent.envelope.testing import KeyRing, craft, zstd_frame
 from agent.payload import encode_record
+from bench._proc import cpu_model, vm_hwm_kib
 
 MiB = 1 << 20
 CHUNK = MiB
@@ -251,18 +251,6 @@ def throughput(suite: Suite, block: bytes, size: int) -> dict[str, Any]:
 
 # --- peak RSS in a fresh process -------------------------------------------------------------------
 
-def peak_rss_kib() -> int:
-    """Peak RSS of this process. VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across
-    fork+exec, so a child of a large parent would report the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def rss_child(mode: str, path: str, suite_label: str, keys_path: str) -> None:
     """Child process: open (or refuse) the envelope at ``path``; print JSON with ru_maxrss."""
     from agent.envelope import AgentKeys, EnvelopeError, SignerKey
@@ -282,7 +270,7 @@ def rss_child(mode: str, path: str, suite_label: str, keys_path: str) -> None:
             except EnvelopeError as e:
                 result["outcome"] = e.code
     result["seconds"] = time.perf_counter() - t0
-    result["maxrss_kib"] = peak_rss_kib()
+    result["maxrss_kib"] = vm_hwm_kib()   # bench/_proc.py says why not getrusage
     print(json.dumps(result))
 
 
@@ -324,14 +312,7 @@ def render(tp: list[dict[str, Any]], rss: dict[str, list[dict[str, Any]]], args:
     import cryptography
     import gmssl  # noqa: F401
 
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model("unknown CPU")
     load = f"load average {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after the run"
     lines = [BEGIN, "## Envelope", "",
              f"Measured {dt.datetime.now().strftime('%Y-%m-%d %H:%M')} on {platform.node()} ({load}; figures "
