@@ -75,42 +75,37 @@ def _throughput(plt: Any, rows: list[dict[str, Any]], path: Path, env: dict[str,
     return path.name
 
 
-def _rss(plt: Any, rows: list[dict[str, Any]], path: Path, env: dict[str, Any]) -> str:
+def _lines(plt: Any, rows: list[dict[str, Any]], path: Path, x: str, y: str, *, xlabel: str, ylabel: str,
+           title: str, limit: tuple[float, str] | None = None) -> str:
+    """One line per database and method (edx-agent, native) of ``y`` against ``x`` (log scale)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for d in NAMES:
         for m, style in (("agent-e2e", "-o"), ("native", ":s")):
-            pts = sorted({r["rows"]: r["rss_mb"] for r in rows if r["db"] == d and r["method"] == m}.items())
+            pts = sorted({r[x]: r[y] for r in rows if r["db"] == d and r["method"] == m}.items())
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{NAMES[d]} {LABEL[m]}")
-    ax.axhline(150, color="red", alpha=0.4, linestyle="--", label="P3 limit 150 MiB")
+    if limit is not None:
+        ax.axhline(limit[0], color="red", alpha=0.4, linestyle="--", label=limit[1])
     ax.set_xscale("log")
-    ax.set_xlabel("snapshot rows")
-    ax.set_ylabel("peak RSS of the process, MiB")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(f"Peak RSS against batch size, {env['date']}", fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
+
+
+def _rss(plt: Any, rows: list[dict[str, Any]], path: Path, env: dict[str, Any]) -> str:
+    return _lines(plt, rows, path, "rows", "rss_mb", xlabel="snapshot rows",
+                  ylabel="peak RSS of the process, MiB", limit=(150, "P3 limit 150 MiB"),
+                  title=f"Peak RSS against batch size, {env['date']}")
 
 
 def _scale_changes(plt: Any, rows: list[dict[str, Any]], path: Path, env: dict[str, Any]) -> str:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for d in NAMES:
-        for m, style in (("agent-e2e", "-o"), ("native", ":s")):
-            pts = sorted({r["base"]: r["wall"] for r in rows if r["db"] == d and r["method"] == m}.items())
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{NAMES[d]} {LABEL[m]}")
-    ax.set_xscale("log")
-    ax.set_xlabel("rows in the target table")
-    ax.set_ylabel("seconds to apply the change batch")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(f"Change batch of {rows[0]['rows']:,} records against target size, {env['date']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return _lines(plt, rows, path, "base", "wall", xlabel="rows in the target table",
+                  ylabel="seconds to apply the change batch",
+                  title=f"Change batch of {rows[0]['rows']:,} records against target size, {env['date']}")
