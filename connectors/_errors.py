@@ -7,11 +7,39 @@ back on SQLAlchemy's disconnect detection, then on the generic ``ConnectorError`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Hashable, Iterable
 
 import sqlalchemy as sa
 
-from agent.errors import AgentError, ConnectorError, DatabaseUnavailable
+from agent.errors import (AgentError, ConnectorError, DatabaseBusy, DatabaseConfigError, DatabasePermission,
+                          DatabaseUnavailable, DataError)
+
+
+class CodeTable:
+    """A driver's own error codes grouped by the class of the tree they stand for: data, not a ladder.
+
+    The groups are the five every database has (connection gone, lock or deadlock, missing privilege,
+    wrong database settings, a row the database refuses); a code listed in two groups is a mistake in the
+    table and fails at import, so the order of the groups never decides anything.
+    """
+
+    def __init__(self, *, unavailable: Iterable[Hashable] = (), busy: Iterable[Hashable] = (),
+                 permission: Iterable[Hashable] = (), config: Iterable[Hashable] = (),
+                 data: Iterable[Hashable] = ()) -> None:
+        self._by_code: dict[Hashable, type[AgentError]] = {}
+        for cls, codes in ((DatabaseUnavailable, unavailable), (DatabaseBusy, busy),
+                           (DatabasePermission, permission), (DatabaseConfigError, config), (DataError, data)):
+            for code in codes:
+                if code in self._by_code:
+                    raise ValueError(f"error code {code!r} is both {self._by_code[code].__name__} and "
+                                     f"{cls.__name__}")
+                self._by_code[code] = cls
+
+    def get(self, code: Hashable | None) -> type[AgentError] | None:
+        return self._by_code.get(code) if code is not None else None
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._by_code
 
 
 def classify(connector: Any, exc: BaseException) -> AgentError:

@@ -8,7 +8,6 @@ quarantine with the database's reason. Bulk paths stay free of per-row Python wo
 
 from __future__ import annotations
 
-import csv
 import json
 import tempfile
 from typing import IO, Any, Callable, Iterator, Sequence

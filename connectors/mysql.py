@@ -24,10 +24,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
-                          DataError)
+from agent.errors import (DatabaseConfigError)
 from agent.schema import Column, PortableType, Schema
 
+from ._errors import CodeTable
 from ._load import Converter
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector, Refused
@@ -35,12 +35,14 @@ from .base import BaseConnector, Refused
 SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 _COL_RE = re.compile(r"column '([^']+)'", re.IGNORECASE)
 # error numbers -> tree (server errors 1xxx/4xxx, client errors 2xxx)
-_UNAVAILABLE = {2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1077, 1081, 1152, 1158, 1159, 1160, 1161, 1927}
-_BUSY = {1205, 1213, 1637, 3572}
-_PERMISSION = {1044, 1045, 1142, 1143, 1227, 1370, 1698, 3118, 1148, 2068, 3948}
-_CONFIG = {1049, 1115, 1273, 1286, 1289, 1461}
-_DATA = {1048, 1062, 1263, 1264, 1265, 1292, 1366, 1367, 1406, 1416, 1451, 1452, 1690, 3140, 3819, 4025,
-         1300, 1582, 1586, 3101}
+_CODES = CodeTable(
+    unavailable={2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1077, 1081, 1152, 1158, 1159, 1160, 1161,
+                 1927},
+    busy={1205, 1213, 1637, 3572},
+    permission={1044, 1045, 1142, 1143, 1227, 1370, 1698, 3118, 1148, 2068, 3948},
+    config={1049, 1115, 1273, 1286, 1289, 1461},
+    data={1048, 1062, 1263, 1264, 1265, 1292, 1366, 1367, 1406, 1416, 1451, 1452, 1690, 3140, 3819, 4025,
+          1300, 1582, 1586, 3101})
 
 
 def _b64(text: str) -> bytes:
@@ -365,18 +367,7 @@ class MySQLConnector(BaseConnector):
 
     def _error_class(self, orig: BaseException) -> type | None:
         args = getattr(orig, "args", ())
-        code = args[0] if args and isinstance(args[0], int) else None
-        if code in _UNAVAILABLE:
-            return DatabaseUnavailable
-        if code in _BUSY:
-            return DatabaseBusy
-        if code in _PERMISSION:
-            return DatabasePermission
-        if code in _CONFIG:
-            return DatabaseConfigError
-        if code in _DATA:
-            return DataError
-        return None
+        return _CODES.get(args[0] if args and isinstance(args[0], int) else None)
 
     def _error_column(self, exc: BaseException) -> str | None:
         m = _COL_RE.search(str(getattr(exc, "orig", exc)))

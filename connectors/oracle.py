@@ -26,12 +26,12 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
-                          DataError, SchemaConflict)
+from agent.errors import (DatabaseConfigError, DataError, SchemaConflict)
 from agent.payload import Checksum, encode_value, iter_records
 from agent.schema import Column, PortableType, Schema
 
 from ._checksum import row_hash_fast
+from ._errors import CodeTable
 from ._load import Quarantine
 from ._mssql_oracle_load import Refusal, load_arrays, reorder
 from .api import Capabilities, ProbeItem
@@ -39,20 +39,21 @@ from .base import BaseConnector
 
 _MASK64 = (1 << 64) - 1
 # ORA-/DPY- codes -> tree. DPY-4011/DPY-6005: thin mode's "connection closed" / "cannot connect".
-_UNAVAILABLE = {"ORA-03113", "ORA-03114", "ORA-03135", "ORA-12541", "ORA-12170", "ORA-12537", "ORA-12547",
-                "ORA-12560", "ORA-01033", "ORA-01034", "ORA-01089", "ORA-01012", "ORA-00028", "ORA-12516",
-                "ORA-12519", "ORA-12520", "ORA-12528", "ORA-02396", "DPY-4011", "DPY-6005", "DPY-6000",
-                "DPY-4005", "DPI-1080"}
-_BUSY = {"ORA-00060", "ORA-30006", "ORA-00054", "ORA-08177", "ORA-04021", "ORA-01013", "ORA-00051"}
-_PERMISSION = {"ORA-01031", "ORA-01017", "ORA-01045", "ORA-28000", "ORA-01950", "ORA-01536", "ORA-28001",
-               "ORA-01749", "ORA-01720"}
-_CONFIG = {"ORA-12514", "ORA-12505", "ORA-12154", "ORA-01435", "ORA-01918", "ORA-00972", "ORA-00910",
-           "ORA-12704", "ORA-00439"}
-_DATA = {"ORA-12899", "ORA-01438", "ORA-01400", "ORA-01407", "ORA-02290", "ORA-00001", "ORA-02291",
-         "ORA-02292", "ORA-01722", "ORA-01426", "ORA-01841", "ORA-01843", "ORA-01847", "ORA-01861",
-         "ORA-01830", "ORA-01858", "ORA-01839", "ORA-01850", "ORA-01851", "ORA-01852", "ORA-01853",
-         "ORA-01854", "ORA-01874", "ORA-01875", "ORA-01877", "ORA-40441", "ORA-22835", "ORA-29275",
-         "ORA-01873", "ORA-01866", "ORA-01878"}
+_CODES = CodeTable(
+    unavailable={"ORA-03113", "ORA-03114", "ORA-03135", "ORA-12541", "ORA-12170", "ORA-12537", "ORA-12547",
+                 "ORA-12560", "ORA-01033", "ORA-01034", "ORA-01089", "ORA-01012", "ORA-00028", "ORA-12516",
+                 "ORA-12519", "ORA-12520", "ORA-12528", "ORA-02396", "DPY-4011", "DPY-6005", "DPY-6000",
+                 "DPY-4005", "DPI-1080"},
+    busy={"ORA-00060", "ORA-30006", "ORA-00054", "ORA-08177", "ORA-04021", "ORA-01013", "ORA-00051"},
+    permission={"ORA-01031", "ORA-01017", "ORA-01045", "ORA-28000", "ORA-01950", "ORA-01536", "ORA-28001",
+                "ORA-01749", "ORA-01720"},
+    config={"ORA-12514", "ORA-12505", "ORA-12154", "ORA-01435", "ORA-01918", "ORA-00972", "ORA-00910",
+            "ORA-12704", "ORA-00439"},
+    data={"ORA-12899", "ORA-01438", "ORA-01400", "ORA-01407", "ORA-02290", "ORA-00001", "ORA-02291",
+          "ORA-02292", "ORA-01722", "ORA-01426", "ORA-01841", "ORA-01843", "ORA-01847", "ORA-01861",
+          "ORA-01830", "ORA-01858", "ORA-01839", "ORA-01850", "ORA-01851", "ORA-01852", "ORA-01853",
+          "ORA-01854", "ORA-01874", "ORA-01875", "ORA-01877", "ORA-40441", "ORA-22835", "ORA-29275",
+          "ORA-01873", "ORA-01866", "ORA-01878"})
 _CODE_RE = re.compile(r"\b((?:ORA|DPY|DPI)-\d{4,5})\b")
 _COL_RE = re.compile(r'(?:column|into) \(?"[^"]*"\."[^"]*"\."([^"]+)"')
 # base SQL names the staging bookkeeping columns bare (_ord, _op), which Oracle cannot parse: an
@@ -293,7 +294,7 @@ class OracleConnector(BaseConnector):
             refused = []
             for err in cursor.getbatcherrors():
                 code = getattr(err, "full_code", "") or _code_of(str(err))
-                if _class_of(code) is not DataError:
+                if _CODES.get(code) is not DataError:
                     raise m.DatabaseError(err)
                 text = " ".join(str(getattr(err, "message", err)).split())
                 refused.append((int(err.offset), self._column_of(text), text))
@@ -401,7 +402,7 @@ class OracleConnector(BaseConnector):
         code = ""
         for a in getattr(orig, "args", ())[:1]:
             code = getattr(a, "full_code", "") or ""
-        return _class_of(code or _code_of(str(orig)))
+        return _CODES.get(code or _code_of(str(orig)))
 
     def _error_column(self, exc: BaseException) -> str | None:
         return self._column_of(str(getattr(exc, "orig", exc)))
@@ -433,20 +434,6 @@ def adapt_sql(statement: str) -> str:
 def _code_of(text: str) -> str:
     m = _CODE_RE.search(text)
     return m.group(1) if m else ""
-
-
-def _class_of(code: str) -> type | None:
-    if code in _UNAVAILABLE:
-        return DatabaseUnavailable
-    if code in _BUSY:
-        return DatabaseBusy
-    if code in _PERMISSION:
-        return DatabasePermission
-    if code in _CONFIG:
-        return DatabaseConfigError
-    if code in _DATA:
-        return DataError
-    return None
 
 
 def _fold(fields: list[str | None], foldable: list[int]) -> int:

@@ -20,12 +20,13 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
+from agent.errors import (DatabaseBusy, DatabasePermission, DatabaseUnavailable,
                           DataError, DriverMissing)
 from agent.payload import encode_value, iter_records
 from agent.schema import Column, PortableType, Schema
 
 from . import _meta
+from ._errors import CodeTable
 from ._load import Quarantine
 from ._mssql_oracle_load import Refusal, load_arrays, reorder
 from .api import BatchMeta, Capabilities, Checkpoint, ProbeItem
@@ -41,13 +42,16 @@ PIP_INSTALL = "pip install 'edx-agent[sqlserver]'"
 COLLATION = "Latin1_General_100_BIN2"
 _NATIVE_RE = re.compile(r"\((\d+)\) \(SQL\w+\)")
 _COL_RE = re.compile(r"column '([^']+)'")
-_UNAVAILABLE = {2, 53, 233, 10053, 10054, 10060, 10061, 11001, 40613, 40197}
-_BUSY = {1205, 1222, 40501, 3960, 701}
-_PERMISSION = {229, 230, 262, 297, 300, 916, 18456, 18452, 15247, 1088, 2760}
-_CONFIG = {4060, 911}
-# 8152/2628 truncation, 8115/220/232/248 overflow, 241/242/517 dates, 245/8114/8169 conversions,
-# 515 NULL, 547 CHECK/FK, 2627/2601 duplicate key
-_DATA = {8152, 2628, 8115, 220, 232, 248, 241, 242, 517, 245, 8114, 8169, 515, 547, 2627, 2601, 9455, 13609}
+_STATES = {"40001": DatabaseBusy, "28000": DatabasePermission, "HYT00": DatabaseUnavailable,
+           **{s: DataError for s in ("22001", "22003", "22007", "22008", "22018", "23000")}}
+_CODES = CodeTable(
+    unavailable={2, 53, 233, 10053, 10054, 10060, 10061, 11001, 40613, 40197},
+    busy={1205, 1222, 40501, 3960, 701},
+    permission={229, 230, 262, 297, 300, 916, 18456, 18452, 15247, 1088, 2760},
+    config={4060, 911},
+    # 8152/2628 truncation, 8115/220/232/248 overflow, 241/242/517 dates, 245/8114/8169 conversions,
+    # 515 NULL, 547 CHECK/FK, 2627/2601 duplicate key
+    data={8152, 2628, 8115, 220, 232, 248, 241, 242, 517, 245, 8114, 8169, 515, 547, 2627, 2601, 9455, 13609})
 
 
 class SQLServerConnector(BaseConnector):
@@ -396,20 +400,10 @@ class SQLServerConnector(BaseConnector):
     def _error_class(self, orig: BaseException) -> type | None:
         state = _sqlstate(orig)
         m = _NATIVE_RE.search(str(orig))
-        native = int(m.group(1)) if m else None
-        if native in _DATA:
-            return DataError
-        if native in _BUSY or state == "40001":
-            return DatabaseBusy
-        if native in _PERMISSION or state == "28000":
-            return DatabasePermission
-        if native in _CONFIG:
-            return DatabaseConfigError
-        if native in _UNAVAILABLE or state.startswith("08") or state == "HYT00":
-            return DatabaseUnavailable
-        if state in ("22001", "22003", "22007", "22008", "22018", "23000"):
-            return DataError
-        return None
+        found = _CODES.get(int(m.group(1)) if m else None)
+        if found is None:   # no native number the table knows: the ODBC SQLSTATE's class
+            found = _STATES.get(state) or (DatabaseUnavailable if state.startswith("08") else None)
+        return found
 
     def _error_column(self, exc: BaseException) -> str | None:
         m = _COL_RE.search(str(getattr(exc, "orig", exc)))

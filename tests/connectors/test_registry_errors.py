@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 import connectors
-from agent.errors import (DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
+from agent.errors import (DataError, DatabaseBusy, DatabaseConfigError, DatabasePermission, DatabaseUnavailable,
                           DriverMissing, UnknownConnector, is_transient)
 from connectors.sqlite import SQLiteConnector
 
@@ -125,3 +125,32 @@ def test_probe_names_the_missing_grant(db, table):
         ro.close()
         with db.engine.begin() as c:
             c.exec_driver_sql(f"DROP USER '{user}'@'%%'" if db.name == "mysql" else f'DROP ROLE "{user}"')
+
+
+def test_code_tables_map_each_code_to_one_class():
+    from connectors import mysql, oracle, sqlserver
+    from connectors._errors import CodeTable
+
+    assert mysql._CODES.get(1213) is DatabaseBusy and mysql._CODES.get(1045) is DatabasePermission
+    assert oracle._CODES.get("ORA-03113") is DatabaseUnavailable and oracle._CODES.get("ORA-12899") is DataError
+    assert sqlserver._CODES.get(1205) is DatabaseBusy and sqlserver._CODES.get(4060) is DatabaseConfigError
+    assert mysql._CODES.get(None) is None and mysql._CODES.get(99999) is None
+    with pytest.raises(ValueError, match="1205"):
+        CodeTable(busy={1205}, data={1205})
+
+
+class _OdbcError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("args, cls", [
+    (("40001", "[40001] [Microsoft][ODBC Driver 18 for SQL Server]deadlock (1205) (SQLExecDirectW)"), DatabaseBusy),
+    (("42000", "[42000] Cannot open database \"x\" (4060) (SQLDriverConnect)"), DatabaseConfigError),
+    (("28000", "[28000] Login failed (SQLDriverConnect)"), DatabasePermission),
+    (("08S01", "[08S01] Communication link failure (SQLExecDirectW)"), DatabaseUnavailable),
+    (("22001", "[22001] String data, right truncation (SQLExecDirectW)"), DataError),
+    (("42S02", "[42S02] Invalid object name 'x'. (208) (SQLExecDirectW)"), None),
+])
+def test_sqlserver_native_number_first_then_sqlstate(args, cls):
+    from connectors.sqlserver import SQLServerConnector
+    assert SQLServerConnector._error_class(None, _OdbcError(*args)) is cls  # type: ignore[arg-type]
