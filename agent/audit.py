@@ -337,13 +337,16 @@ def verify(root: Path, expect_head: tuple[int, str] | None = None) -> Verdict:
 
 
 def audit_dir(cfg: Any) -> Path:
-    return Path(os.environ.get("EDX_AGENT_AUDIT_DIR") or cfg.state_dir / "audit")
+    return Path(os.environ.get("EDX_AGENT_AUDIT_DIR") or cfg.audit_dir)
 
 
 def for_config(cfg: Any, via: str = "cli") -> AuditLog:
-    """The audit log of an agent configuration: SM3 chain when the agent runs the 国密 suite."""
-    alg = os.environ.get("EDX_AGENT_AUDIT_HASH") or ("sm3" if cfg.keys.suite == "gm" else "sha256")
-    return AuditLog(audit_dir(cfg), alg=alg, via=via)
+    """The audit log of an agent configuration (``[audit]``): SM3 chain by default with the 国密 suite."""
+    a = cfg.audit
+    alg = os.environ.get("EDX_AGENT_AUDIT_HASH") or (
+        a.hash if a.hash != "auto" else "sm3" if cfg.keys.suite == "gm" else "sha256")
+    return AuditLog(audit_dir(cfg), alg=alg, via=via, max_bytes=a.max_file_mb << 20,
+                    retention_days=a.retention_days)
 
 
 _default: AuditLog | None = None

@@ -125,6 +125,13 @@ class HealthSection(_Section):
     enabled: bool = True
 
 
+class AuditSection(_Section):
+    dir: str = ""             # default: <state_dir>/audit
+    hash: Literal["auto", "sha256", "sm3"] = "auto"    # auto: SM3 with the 国密 suite, else SHA-256
+    retention_days: int = Field(180, ge=180)           # 网络安全法 §21: at least six months
+    max_file_mb: int = Field(8, ge=1, le=1024)
+
+
 class DatasetSection(_Section):
     table: str = ""
     interval: float | None = None
@@ -145,6 +152,7 @@ class AgentConfig(_Section):
     spool: SpoolSection = Field(default_factory=SpoolSection)
     heartbeat: HeartbeatSection = Field(default_factory=HeartbeatSection)
     health: HealthSection = Field(default_factory=HealthSection)
+    audit: AuditSection = Field(default_factory=AuditSection)
     datasets: dict[str, DatasetSection] = Field(default_factory=dict)
 
     # set by load(): where the file was, to resolve relative paths
@@ -164,6 +172,10 @@ class AgentConfig(_Section):
     @property
     def spool_dir(self) -> Path:
         return self.path(self.spool.dir) if self.spool.dir else self.state_dir / "spool"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.path(self.audit.dir) if self.audit.dir else self.state_dir / "audit"
 
     def table_for(self, dataset: str) -> str:
         ds = self.datasets.get(dataset)

@@ -234,3 +234,28 @@ def test_cli_verify_exit_codes_and_message(tmp_path):
     assert doc["ok"] is False and doc["broken"]["line"] == 2 and doc["broken"]["seq"] == 3
     human = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert f"broken at {path.name} line 2 (sequence 3)" in human.stdout
+
+
+def test_the_audit_section_sets_directory_hash_rotation_and_retention(tmp_path, monkeypatch):
+    from agent import config
+    from agent.errors import ConfigError
+
+    monkeypatch.delenv("EDX_AGENT_AUDIT_DIR", raising=False)
+    monkeypatch.delenv("EDX_AGENT_AUDIT_HASH", raising=False)
+    path = tmp_path / "agent.toml"
+    base = f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[database]\nurl = "sqlite:///x.db"\n'
+    path.write_text(base)
+    default = audit.for_config(config.load(path))
+    assert default.root == tmp_path / "state" / "audit" and default.alg == "sha256"
+    assert default.retention_days == 180 and default.max_bytes == 8 << 20
+    path.write_text(base + '[keys]\nsuite = "gm"\n')
+    assert audit.for_config(config.load(path)).alg == "sm3"     # auto: SM3 with the 国密 suite
+    path.write_text(base + '[audit]\ndir = "trail"\nhash = "sm3"\nretention_days = 400\nmax_file_mb = 2\n')
+    log = audit.for_config(config.load(path))
+    assert (log.root, log.alg, log.retention_days, log.max_bytes) == (tmp_path / "trail", "sm3", 400, 2 << 20)
+    log.record("init")
+    assert audit.verify(tmp_path / "trail").ok
+    path.write_text(base + '[audit]\nretention_days = 90\nhash = "md5"\n')
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert {p.split(":")[0] for p in e.value.problems} == {"audit.retention_days", "audit.hash"}
