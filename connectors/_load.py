@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
 from typing import IO, Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
@@ -20,6 +21,36 @@ from agent.schema import Schema
 
 CHUNK = 5000
 Converter = Callable[[str], Any] | None
+
+
+# --- converters every row-level path shares: canonical text -> the value bound, or ValueError ---------
+
+def int_range(bits: int) -> Callable[[str], int]:
+    """A signed integer of ``bits`` bits (the database would refuse or, worse, wrap a larger one)."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def conv(text: str) -> int:
+        n = int(text)
+        if not lo <= n <= hi:
+            raise ValueError(f"{n} is out of range for int{bits}")
+        return n
+    return conv
+
+
+def finite_float(text: str) -> float:
+    f = float(text)
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ValueError("NaN and infinity are not portable")
+    return f
+
+
+def json_text(text: str) -> str:
+    json.loads(text)  # valid JSON or refused; the canonical text itself is stored
+    return text
+
+
+def uuid_text(text: str) -> str:
+    return str(uuid.UUID(text))
 
 
 class Quarantine:

@@ -18,9 +18,7 @@ import base64
 import dataclasses
 import datetime as dt
 import hashlib
-import json
 import re
-import uuid
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -32,7 +30,7 @@ from agent.schema import Column, PortableType, Schema
 
 from ._checksum import row_hash_fast
 from ._errors import CodeTable
-from ._load import Quarantine
+from ._load import Quarantine, finite_float, int_range, json_text, uuid_text
 from ._mssql_oracle_load import Refusal, load_arrays, reorder
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector
@@ -470,16 +468,6 @@ def _midnight_to_date(value: Any) -> Any:
 
 # --- converters: canonical text -> the Python value bound ----------------------------------------
 
-def _int_range(bits: int) -> Callable[[str], int]:
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-    def conv(text: str) -> int:
-        n = int(text)
-        if not lo <= n <= hi:
-            raise ValueError(f"{n} is out of range for int{bits}")
-        return n
-    return conv
-
 
 def _decimal(ptype: PortableType) -> Callable[[str], Decimal]:
     def conv(text: str) -> Decimal:
@@ -523,33 +511,17 @@ def _timestamptz(text: str) -> dt.datetime:
     return ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def _uuid(text: str) -> str:
-    return str(uuid.UUID(text))
-
-
 def _binary(text: str) -> bytes | None:
     return base64.b64decode(text, validate=True) or None
-
-
-def _json(text: str) -> str:
-    json.loads(text)
-    return text
-
-
-def _float(text: str) -> float:
-    f = float(text)
-    if f != f or f in (float("inf"), float("-inf")):
-        raise ValueError("NaN and infinity are not portable")
-    return f
 
 
 def _converters(schema: Schema) -> list[Callable[[str], Any] | None]:
     out: list[Callable[[str], Any] | None] = []
     for c in schema.columns:
         b = c.type.base
-        out.append({"int32": _int_range(32), "int64": _int_range(64), "float64": _float, "bool": _bool,
+        out.append({"int32": int_range(32), "int64": int_range(64), "float64": finite_float, "bool": _bool,
                     "date": dt.date.fromisoformat, "time": _time, "timestamp": _timestamp,
-                    "timestamptz": _timestamptz, "uuid": _uuid, "binary": _binary, "json": _json,
+                    "timestamptz": _timestamptz, "uuid": uuid_text, "binary": _binary, "json": json_text,
                     "text": lambda s: s or None}.get(b)
                    or (_decimal(c.type) if b == "decimal" else _string(c.type.length or 0)))
     return out

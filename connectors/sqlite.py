@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import functools
 import hashlib
-import json
 import re
 import sqlite3
 from typing import Any
@@ -27,19 +26,11 @@ from agent.payload import Checksum, encode_value
 from agent.schema import Column, PortableType, Schema
 
 from ._checksum import canonicalizers, checksum_from_sql
-from ._load import Converter
+from ._load import Converter, int_range, json_text
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector
 
-_INT32 = (-(1 << 31), (1 << 31) - 1)
 _COL_RE = re.compile(r"(?:failed|column): ?\S*?\.?(\w+)$")
-
-
-def _int32(text: str) -> int:
-    n = int(text)
-    if not _INT32[0] <= n <= _INT32[1]:
-        raise ValueError(f"{n} is out of range for int32")
-    return n
 
 
 def _bool(text: str) -> int:
@@ -96,11 +87,6 @@ def _by_pattern(pat: "re.Pattern[str]", ptype: PortableType) -> Converter:
 
 def _fail(text: str) -> None:
     raise ValueError(f"{text!r} is not in UTC canonical form")
-
-
-def _json(text: str) -> str:
-    json.loads(text)  # valid JSON or refused; the canonical text itself is stored
-    return text
 
 
 def _binary(text: str) -> bytes:
@@ -193,7 +179,7 @@ class SQLiteConnector(BaseConnector):
     # --- loading and merge -------------------------------------------------------------------------
 
     def _converters(self, schema: Schema, *, shadow: bool) -> list[Converter]:
-        conv = {"int32": _int32, "int64": int, "float64": float, "bool": _bool, "binary": _binary}
+        conv = {"int32": int_range(32), "int64": int_range(64), "float64": float, "bool": _bool, "binary": _binary}
         out: list[Converter] = []
         for c in schema.columns:
             b = c.type.base
@@ -204,7 +190,7 @@ class SQLiteConnector(BaseConnector):
             elif b == "text":
                 out.append(None)
             elif b == "json":
-                out.append(_json)
+                out.append(json_text)
             else:               # kept as text: must be the canonical text of its type, as other databases check
                 out.append(_canonical_check(c.type))
         return out

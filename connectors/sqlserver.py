@@ -12,9 +12,7 @@ the new table and a crash leaves the old one.
 from __future__ import annotations
 
 import base64
-import json
 import re
-import uuid
 from importlib import import_module
 from typing import Any, Callable
 
@@ -27,7 +25,7 @@ from agent.schema import Column, PortableType, Schema
 
 from . import _meta
 from ._errors import CodeTable
-from ._load import Quarantine
+from ._load import Quarantine, finite_float, int_range, json_text, uuid_text
 from ._mssql_oracle_load import Refusal, load_arrays, reorder
 from .api import BatchMeta, Capabilities, Checkpoint, ProbeItem
 from .base import BaseConnector
@@ -421,16 +419,6 @@ def _text(exc: BaseException) -> str:
 
 # --- converters: canonical text -> the value bound (temporal and decimal texts are bound as they are) --
 
-def _int_range(bits: int) -> Callable[[str], int]:
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-    def conv(text: str) -> int:
-        n = int(text)
-        if not lo <= n <= hi:
-            raise ValueError(f"{n} is out of range for int{bits}")
-        return n
-    return conv
-
 
 def _checked(ptype: PortableType) -> Callable[[str], str]:
     # the server converts the text; a non-canonical one (extra decimals are rounded by SQL Server,
@@ -456,32 +444,16 @@ def _bool(text: str) -> bool:
     return text == "1"
 
 
-def _float(text: str) -> float:
-    f = float(text)
-    if f != f or f in (float("inf"), float("-inf")):
-        raise ValueError("NaN and infinity are not portable")
-    return f
-
-
-def _json(text: str) -> str:
-    json.loads(text)
-    return text
-
-
-def _uuid(text: str) -> str:
-    return str(uuid.UUID(text))
-
-
 def _converters(schema: Schema) -> list[Callable[[str], Any] | None]:
     out: list[Callable[[str], Any] | None] = []
     for c in schema.columns:
         b = c.type.base
         if b == "int32":
-            out.append(_int_range(32))
+            out.append(int_range(32))
         elif b == "int64":
-            out.append(_int_range(64))
+            out.append(int_range(64))
         elif b == "float64":
-            out.append(_float)
+            out.append(finite_float)
         elif b == "bool":
             out.append(_bool)
         elif b == "string":
@@ -489,9 +461,9 @@ def _converters(schema: Schema) -> list[Callable[[str], Any] | None]:
         elif b == "binary":
             out.append(lambda s: base64.b64decode(s, validate=True))
         elif b == "json":
-            out.append(_json)
+            out.append(json_text)
         elif b == "uuid":
-            out.append(_uuid)
+            out.append(uuid_text)
         elif b == "text":
             out.append(None)
         else:   # decimal, date, time, timestamp, timestamptz

@@ -92,3 +92,13 @@ def test_rows_refused_by_a_target_constraint_at_merge(db, table):
     want = expected_checksum("changes", SCHEMA, [("I", good(2)), ("U", good(3))])
     assert (r.checksum["rows"], r.checksum["sum64"]) == (want["rows"], want["sum64"])
     assert [json.loads(e["key_json"])["id"] for e in quarantined(db, table)] == ["neg"]
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "changes"])
+def test_an_int64_beyond_64_bits_is_quarantined_not_a_crash(db, table, kind):
+    wide = parse_columns([("id", "string(10)", False), ("big", "int64", True)], ["id"])
+    records = [("I", ["a", "9223372036854775807"]), ("I", ["b", "9223372036854775808"]),
+               ("I", ["c", "-9223372036854775809"]), ("I", ["d", "-9223372036854775808"])]
+    r = apply(db, table, wide, kind, 1, records, quarantine_limit=0.5)
+    assert r.quarantined == 2
+    assert read_rows(db, table, wide) == {("a",): ["a", "9223372036854775807"], ("d",): ["d", "-9223372036854775808"]}
