@@ -328,6 +328,22 @@ class BaseConnector(MergeMixin):
         """The error-tree class for a driver exception, or None to use the generic rules."""
         return None
 
+    def _nonfinite_sql(self, col: str) -> str | None:
+        """A predicate true where a float column holds NaN or an infinity (a database that stores them)."""
+        return None
+
+    def _check_bulk(self, conn: sa.Connection, qtable: str, schema: Schema) -> None:
+        """Refuse a bulk load that stored values the portable types exclude (the slow path quarantines them).
+
+        NaN and the infinities are not portable float64 values; PostgreSQL's COPY takes them. (Only
+        databases with ``LIMIT`` define the predicate: the others refuse such values themselves.)
+        """
+        preds = [p for c in schema.columns if c.type.base == "float64"
+                 for p in [self._nonfinite_sql(self.q(c.name))] if p]
+        if preds and conn.exec_driver_sql(f"SELECT 1 FROM {qtable} WHERE {' OR '.join(preds)} "
+                                          "LIMIT 1").first():
+            raise Refused("NaN or infinity in a float64 column")
+
     # --- loading ----------------------------------------------------------------------------------
 
     def _insert_sql(self, qtable: str, schema: Schema, *, shadow: bool) -> str:
@@ -361,6 +377,7 @@ class BaseConnector(MergeMixin):
             sp = conn.begin_nested()
             try:
                 n = self._bulk_load(conn, qtable, schema, replay.stream, shadow=shadow)
+                self._check_bulk(conn, qtable, schema)
                 if shadow:
                     self._finish_shadow(conn, qtable, schema, bulk=True)
                 sp.commit()

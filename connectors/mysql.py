@@ -28,7 +28,7 @@ from agent.errors import (DatabaseConfigError)
 from agent.schema import Column, PortableType, Schema
 
 from ._errors import CodeTable
-from ._load import Converter
+from ._load import Converter, finite_float
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector, Refused
 
@@ -288,7 +288,7 @@ class MySQLConnector(BaseConnector):
         return int(res.rowcount)
 
     def _converters(self, schema: Schema, *, shadow: bool) -> list[Converter]:
-        conv = {"binary": _b64, "timestamptz": _utc26}
+        conv = {"binary": _b64, "timestamptz": _utc26, "float64": finite_float}
         return [conv.get(c.type.base) for c in schema.columns]
 
     # --- merge ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from agent.payload import Checksum
 from agent.schema import Column, PortableType, Schema
 
 from ._checksum import checksum_from_sql
-from ._load import Converter
+from ._load import Converter, finite_float
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector, Refused
 
@@ -194,7 +194,11 @@ class PostgreSQLConnector(BaseConnector):
             cur.close()
 
     def _converters(self, schema: Schema, *, shadow: bool) -> list[Converter]:
-        return [_b64_text if c.type.base == "binary" else None for c in schema.columns]
+        conv = {"binary": _b64_text, "float64": finite_float}
+        return [conv.get(c.type.base) for c in schema.columns]
+
+    def _nonfinite_sql(self, col: str) -> str | None:
+        return f"{col} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
 
     # --- merge ---------------------------------------------------------------------------------------
 

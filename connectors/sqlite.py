@@ -26,7 +26,7 @@ from agent.payload import Checksum, encode_value
 from agent.schema import Column, PortableType, Schema
 
 from ._checksum import canonicalizers, checksum_from_sql
-from ._load import Converter, int_range, json_text
+from ._load import Converter, finite_float, int_range, json_text
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector
 
@@ -179,7 +179,7 @@ class SQLiteConnector(BaseConnector):
     # --- loading and merge -------------------------------------------------------------------------
 
     def _converters(self, schema: Schema, *, shadow: bool) -> list[Converter]:
-        conv = {"int32": int_range(32), "int64": int_range(64), "float64": float, "bool": _bool, "binary": _binary}
+        conv = {"int32": int_range(32), "int64": int_range(64), "float64": finite_float, "bool": _bool, "binary": _binary}
         out: list[Converter] = []
         for c in schema.columns:
             b = c.type.base

@@ -102,3 +102,15 @@ def test_an_int64_beyond_64_bits_is_quarantined_not_a_crash(db, table, kind):
     r = apply(db, table, wide, kind, 1, records, quarantine_limit=0.5)
     assert r.quarantined == 2
     assert read_rows(db, table, wide) == {("a",): ["a", "9223372036854775807"], ("d",): ["d", "-9223372036854775808"]}
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "changes"])
+@pytest.mark.parametrize("bad", [["NaN", "inf", "-Infinity"], ["NaN", "1e400"]], ids=["stored-by-copy", "overflow"])
+def test_nan_and_infinity_are_quarantined(db, table, kind, bad):
+    # the platform never publishes them (not portable); a batch that holds one must not store them.
+    # PostgreSQL's COPY takes NaN and the infinities (first case) but refuses 1e400 (second case).
+    sch = parse_columns([("id", "string(10)", False), ("f", "float64", True)], ["id"])
+    records = [("I", ["a", "1.5"])] + [("I", [f"b{i}", v]) for i, v in enumerate(bad)] + [("I", ["g", "-0.25"])]
+    r = apply(db, table, sch, kind, 1, records, quarantine_limit=0.9)
+    assert r.quarantined == len(bad)
+    assert read_rows(db, table, sch) == {("a",): ["a", "1.5"], ("g",): ["g", "-0.25"]}
