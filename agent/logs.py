@@ -40,6 +40,25 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
             for k, v in event.items()}
 
 
+class _ToStructlog(logging.Handler):
+    """Library log records (SQLAlchemy's pool, urllib3, APScheduler) as one structured line each.
+
+    Without it Python's last-resort handler prints them with a multi-line traceback: not JSON in the
+    journal, and alarming on a terminal for what is often expected (a pooled connection that cannot be
+    rolled back after the database link was cut). The exception is kept as its type and message.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                fields["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
 def setup(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
     stream = stream or sys.stderr
     if fmt == "auto":
@@ -59,3 +78,6 @@ def setup(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _ToStructlog)] + [_ToStructlog()]
+    root.setLevel(logging.WARNING)   # libraries' info/debug chatter stays out

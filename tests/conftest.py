@@ -21,23 +21,44 @@ def unavailable(what: str, err: BaseException) -> None:
 
 
 def fresh_mysql_database() -> tuple[str, callable]:
-    """Create a throw-away MariaDB database; returns its URL and a function that drops it."""
+    """Create a throw-away MariaDB database; returns its URL and a function that drops it.
+
+    The admin engine keeps no pooled connection (NullPool): a test that restarted the server must
+    still be able to drop its database afterwards.
+    """
     import sqlalchemy as sa
 
     name = "edx_t_" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(MYSQL_URL)
+    admin = sa.create_engine(MYSQL_URL, poolclass=sa.pool.NullPool)
     try:
         with admin.begin() as c:
             c.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     except Exception as e:  # noqa: BLE001 - any failure to reach the server means the same here
-        admin.dispose()
         unavailable("MariaDB", e)
     url = sa.engine.make_url(MYSQL_URL).set(database=name).render_as_string(hide_password=False)
 
     def drop() -> None:
         with admin.begin() as c:
             c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        admin.dispose()
+    return url, drop
+
+
+def fresh_pg_database(prefix: str = "edx_t_") -> tuple[str, callable]:
+    """The same for PostgreSQL (UTF8, from template0)."""
+    import sqlalchemy as sa
+
+    name = prefix + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as c:
+            c.exec_driver_sql(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
+    except Exception as e:  # noqa: BLE001 - unreachable or refused: same outcome here
+        unavailable("PostgreSQL", e)
+    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return url, drop
 
 

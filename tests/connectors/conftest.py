@@ -14,14 +14,13 @@ import uuid
 from typing import Any, Iterable, Sequence
 
 import pytest
-import sqlalchemy as sa
 
 import connectors
 from agent.errors import IntegrityError
 from agent.payload import Manifest, canonical_from_db, write_payload
 from agent.schema import Schema
 from connectors.api import ApplyResult, BatchMeta
-from tests.conftest import PG_URL, fresh_mysql_database, unavailable
+from tests.conftest import fresh_mysql_database, fresh_pg_database, unavailable
 
 ORACLE_URL = os.environ.get("EDX_TEST_ORACLE_URL", "")
 MSSQL_URL = os.environ.get("EDX_TEST_MSSQL_URL", "")
@@ -62,24 +61,6 @@ class MemorySource:
             raise IntegrityError("last chunk failed verification (test)")
 
 
-def _fresh_pg() -> tuple[str, Any]:
-    name = "edx_t_" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
-    except Exception as e:  # noqa: BLE001 - unreachable or refused: same outcome here
-        admin.dispose()
-        unavailable("PostgreSQL", e)
-    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-    return url, drop
-
-
 def fresh_url(kind: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
     if kind == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "target.db"
@@ -96,7 +77,7 @@ def fresh_url(kind: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
         except Exception as e:  # noqa: BLE001 - unreachable or refused: same outcome here
             unavailable(kind, e)
         return url, lambda: None
-    return _fresh_pg()
+    return fresh_pg_database()
 
 
 @pytest.fixture(scope="module", params=CONNECTORS)

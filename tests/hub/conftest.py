@@ -24,7 +24,7 @@ import httpx
 import pytest
 import trustme
 
-from tests.conftest import PG_URL, unavailable
+from tests.conftest import fresh_pg_database
 
 from .agentsim import SimAgent
 
@@ -52,21 +52,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    import sqlalchemy as sa
-
-    name = "edx_hub_t_" + uuid.uuid4().hex[:8]
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"CREATE DATABASE {name}")
-    except Exception as e:  # noqa: BLE001 - any failure to reach the server means the same here
-        admin.dispose()
-        unavailable("PostgreSQL", e)
-    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    url, drop = fresh_pg_database("edx_hub_t_")
     yield url
-    with admin.connect() as c:
-        c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+    drop()
 
 
 def free_port() -> int:

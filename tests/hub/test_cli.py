@@ -6,9 +6,8 @@ import json
 import sqlite3
 import subprocess
 import sys
-import uuid
 
-from tests.conftest import PG_URL, unavailable
+from tests.conftest import fresh_pg_database
 
 from .conftest import SCHEMA, HubProcess
 
@@ -104,14 +103,7 @@ def test_publish_from_a_sqlite_query(hub, tmp_path):
 def test_publish_from_a_postgresql_query(hub, tmp_path):
     import sqlalchemy as sa
 
-    name = "edx_src_" + uuid.uuid4().hex[:8]
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"CREATE DATABASE {name}")
-    except Exception as e:  # noqa: BLE001
-        unavailable("PostgreSQL", e)
-    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    url, drop = fresh_pg_database("edx_src_")
     try:
         eng = sa.create_engine(url)
         with eng.begin() as c:
@@ -126,9 +118,7 @@ def test_publish_from_a_postgresql_query(hub, tmp_path):
         _cursor, table = a.sync("from_pg")
         assert len(table) == 20000 and table[json.dumps(["7"])] == ["7", "生7", "7.50"]
     finally:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+        drop()
 
 
 def test_serve_refuses_plain_http_off_loopback(tmp_path):

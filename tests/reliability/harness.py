@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -32,7 +31,7 @@ from agent import sample
 from agent.localhub import LocalHub
 from agent.payload import Checksum, canonical_from_db, encode_value
 from agent.schema import Schema
-from tests.conftest import MYSQL_URL, PG_URL, fresh_mysql_database, unavailable
+from tests.conftest import fresh_mysql_database, fresh_pg_database
 
 SCHEMA = Schema.from_dict(sample.SCHEMA)
 PK = "student_id"
@@ -50,33 +49,13 @@ def seed_from_env(name: str) -> int:
 
 # --- target databases -------------------------------------------------------------------------------
 
-def fresh_pg_database() -> tuple[str, Callable[[], None]]:
-    name = "edx_r_" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
-    except Exception as e:  # noqa: BLE001 - unreachable or refused: same outcome here
-        admin.dispose()
-        unavailable("PostgreSQL", e)
-    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        try:
-            with admin.connect() as c:
-                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            admin.dispose()
-    return url, drop
-
-
 def fresh_database(backend: str, tmp: Path) -> tuple[str, Callable[[], None]]:
     if backend == "sqlite":
         return f"sqlite:///{tmp / 'target.db'}", lambda: None
     if backend == "mysql":
         return fresh_mysql_database()
     if backend == "postgresql":
-        return fresh_pg_database()
+        return fresh_pg_database("edx_r_")
     raise ValueError(backend)
 
 
