@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any
 
-import structlog
 
 from .. import logs
 from ..config import parse_duration
@@ -52,16 +51,6 @@ class TailStream:
     def lines(self) -> list[str]:
         with self._lock:
             return list(self.tail)
-
-
-class _ToStructlog(logging.Handler):
-    """Library warnings (urllib3, APScheduler…) in the same JSON stream, not a second format on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            structlog.get_logger(record.name).log(record.levelno, record.getMessage())
-        except Exception:  # noqa: BLE001 - logging must never break the service
-            pass
 
 
 def _duration(text: str) -> float:
@@ -98,10 +87,7 @@ def run(args: Any) -> int:
         except Exception:  # noqa: BLE001 - the service reports config problems itself, below
             pass
     stream = TailStream(sys.stdout)
-    logs.setup(fmt, args.daemon_log_level, stream=stream)
-    handler = _ToStructlog()
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.WARNING)
+    logs.setup(fmt, args.daemon_log_level, stream=stream)   # library records too, one line each
     logging.getLogger("apscheduler").setLevel(logging.ERROR)   # skips and misfires are counted as metrics
 
     svc = Service(Options(config=args.config, stop_timeout=args.stop_timeout, stuck_after=args.stuck_after,
