@@ -9,13 +9,15 @@ quarantine with the database's reason. Bulk paths stay free of per-row Python wo
 from __future__ import annotations
 
 import json
+import math
+import re
 import tempfile
 import uuid
 from typing import IO, Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from agent.errors import QuarantineLimitExceeded
+from agent.errors import DataError, QuarantineLimitExceeded
 from agent.payload import encode_record
 from agent.schema import Schema
 
@@ -24,6 +26,33 @@ Converter = Callable[[str], Any] | None
 
 
 # --- converters every row-level path shares: canonical text -> the value bound, or ValueError ---------
+#
+# A converter takes one text. It may also carry ``column``: the same work over a whole column of a chunk
+# (None values kept as None) done by C loops (map, join, one regex) instead of one Python call per value.
+# ``column`` raises at the first bad value without saying which; the chunk is then converted row by row
+# so that exactly the bad rows go to quarantine (see load_rows).
+
+ColumnConverter = Callable[[Sequence[Any]], Sequence[Any]]
+
+
+def by_column(conv: Callable[[str], Any], column: ColumnConverter) -> Callable[[str], Any]:
+    conv.column = column  # type: ignore[attr-defined]
+    return conv
+
+
+def convert_column(conv: Callable[[str], Any], values: Sequence[Any]) -> Sequence[Any]:
+    """``conv`` over a column (None stays None), through its ``column`` form when it has one."""
+    column = getattr(conv, "column", None)
+    if column is not None:
+        return column(values)
+    return [None if v is None else conv(v) for v in values]
+
+
+def _mapped(fn: Callable[[str], Any], values: Sequence[Any]) -> list[Any]:
+    if None in values:
+        return [None if v is None else fn(v) for v in values]
+    return list(map(fn, values))
+
 
 def int_range(bits: int) -> Callable[[str], int]:
     """A signed integer of ``bits`` bits (the database would refuse or, worse, wrap a larger one)."""
@@ -34,14 +63,31 @@ def int_range(bits: int) -> Callable[[str], int]:
         if not lo <= n <= hi:
             raise ValueError(f"{n} is out of range for int{bits}")
         return n
-    return conv
+
+    def column(values: Sequence[Any]) -> list[Any]:
+        out = _mapped(int, values)
+        present = [v for v in out if v is not None] if None in values else out
+        if present and (min(present) < lo or max(present) > hi):
+            raise ValueError(f"out of range for int{bits}")
+        return out
+    return by_column(conv, column)
 
 
-def finite_float(text: str) -> float:
+def _finite(text: str) -> float:
     f = float(text)
-    if f != f or f in (float("inf"), float("-inf")):
+    if not math.isfinite(f):
         raise ValueError("NaN and infinity are not portable")
     return f
+
+
+def _finite_column(values: Sequence[Any]) -> list[Any]:
+    out = _mapped(float, values)
+    if not all(map(math.isfinite, (v for v in out if v is not None) if None in values else out)):
+        raise ValueError("NaN and infinity are not portable")
+    return out
+
+
+finite_float = by_column(_finite, _finite_column)
 
 
 def json_text(text: str) -> str:
@@ -51,6 +97,38 @@ def json_text(text: str) -> str:
 
 def uuid_text(text: str) -> str:
     return str(uuid.UUID(text))
+
+
+def max_length(n: int) -> Callable[[str], str]:
+    """A string of at most ``n`` characters, kept as it is (for databases that would store a longer one)."""
+    def check(text: str) -> str:
+        if len(text) > n:
+            raise ValueError(f"{len(text)} characters exceed string({n})")
+        return text
+
+    def column(values: Sequence[Any]) -> Sequence[Any]:
+        if max(map(len, filter(None, values)), default=0) > n:
+            raise ValueError(f"exceeds string({n})")
+        return values
+    return by_column(check, column)
+
+
+def matching(pattern: "re.Pattern[str]", what: str) -> Callable[[str], str]:
+    """A text that ``pattern`` matches whole, kept as it is; a column is checked by one regex over the
+    values joined by newlines (the patterns used here never match a newline)."""
+    whole = re.compile(rf"(?:(?:{pattern.pattern})\n)*(?:{pattern.pattern})")
+
+    def check(text: str) -> str:
+        if pattern.fullmatch(text) is None:
+            raise ValueError(f"{text!r} is not a canonical {what}")
+        return text
+
+    def column(values: Sequence[Any]) -> Sequence[Any]:
+        present = [v for v in values if v is not None] if None in values else values
+        if present and whole.fullmatch("\n".join(present)) is None:
+            raise ValueError(f"not a canonical {what}")
+        return values
+    return by_column(check, column)
 
 
 class Quarantine:
@@ -126,13 +204,50 @@ def load_rows(conn: sa.Connection, sql: str, records: Iterator[tuple[str, list[s
               converters: Sequence[Converter], quarantine: Quarantine,
               is_refusal: Callable[[BaseException], bool], error_column: Callable[[BaseException], str | None],
               *, with_ord: bool, with_op: bool, names: Sequence[str], chunk: int = CHUNK) -> int:
-    """Insert records with executemany in chunks; isolate refused rows in savepoints. Returns records read."""
+    """Insert records with executemany in chunks; isolate refused rows in savepoints. Returns records read.
+
+    Each chunk is converted column by column (``convert_column``); a chunk holding a value that does not
+    convert is converted again row by row, and only the rows that fail go to quarantine.
+    """
     conv = [(i, c) for i, c in enumerate(converters) if c is not None]
-    batch: list[tuple[Any, ...]] = []
-    raw: list[tuple[str, list[str | None]]] = []
+    pending: list[tuple[str, list[str | None]]] = []
     n = 0
 
+    def rows_of(part: list[tuple[str, list[str | None]]], first: int) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        """The parameter rows of ``part`` (records numbered from ``first``) and the records kept."""
+        heads: list[tuple[Any, ...]] = [
+            ((first + j,) if with_ord else ()) + ((op,) if with_op else ()) for j, (op, _) in enumerate(part)]
+        fields_of = [f for _, f in part]
+        if set(map(len, fields_of)) != {len(names)}:
+            bad = next(f for f in fields_of if len(f) != len(names))
+            raise DataError(f"malformed record: {len(bad)} fields, the schema has {len(names)}")
+        try:
+            cols = list(zip(*fields_of))
+            for i, c in conv:
+                cols[i] = convert_column(c, cols[i])  # type: ignore[call-overload]
+            return [h + tuple(v) for h, v in zip(heads, zip(*cols))], part
+        except (ValueError, TypeError, OverflowError):
+            pass
+        rows, kept = [], []
+        for h, (op, fields) in zip(heads, part):
+            values: list[Any] = list(fields)
+            try:
+                for i, c in conv:
+                    if values[i] is not None:
+                        values[i] = c(values[i])
+            except (ValueError, TypeError, OverflowError) as e:
+                quarantine.add(op, fields, names[i], f"{names[i]}: {e}")
+                continue
+            rows.append(h + tuple(values))
+            kept.append((op, fields))
+        return rows, kept
+
     def flush() -> None:
+        if not pending:
+            return
+        part = pending[:]   # ``raw`` below must outlive the clear
+        pending.clear()
+        batch, raw = rows_of(part, n - len(part) + 1)
         if not batch:
             return
         try:
@@ -149,23 +264,11 @@ def load_rows(conn: sa.Connection, sql: str, records: Iterator[tuple[str, list[s
                     if not is_refusal(e1):
                         raise
                     quarantine.add(op, fields, error_column(e1), _reason(e1))
-        batch.clear()
-        raw.clear()
 
-    for op, fields in records:
+    for rec in records:
         n += 1
-        values: list[Any] = list(fields)
-        try:
-            for i, c in conv:
-                if values[i] is not None:
-                    values[i] = c(values[i])
-        except (ValueError, TypeError, OverflowError) as e:
-            quarantine.add(op, fields, names[i], f"{names[i]}: {e}")
-            continue
-        head: tuple[Any, ...] = ((n,) if with_ord else ()) + ((op,) if with_op else ())
-        batch.append(head + tuple(values))
-        raw.append((op, fields))
-        if len(batch) >= chunk:
+        pending.append(rec)
+        if len(pending) >= chunk:
             flush()
     flush()
     return n

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import re
 import sqlite3
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -26,25 +26,26 @@ from agent.payload import Checksum, encode_value
 from agent.schema import Column, PortableType, Schema
 
 from ._checksum import canonicalizers, checksum_from_sql
-from ._load import Converter, finite_float, int_range, json_text
+from ._load import Converter, by_column, finite_float, int_range, json_text, matching, max_length
 from .api import Capabilities, ProbeItem
 from .base import BaseConnector
 
 _COL_RE = re.compile(r"(?:failed|column): ?\S*?\.?(\w+)$")
 
 
-def _bool(text: str) -> int:
+def _bool_one(text: str) -> int:
     if text not in ("0", "1"):
         raise ValueError(f"{text!r} is not a boolean (0 or 1)")
     return int(text)
 
 
-def _max_length(n: int) -> Converter:
-    def check(text: str) -> str:
-        if len(text) > n:
-            raise ValueError(f"{len(text)} characters exceed string({n})")
-        return text
-    return check
+def _bool_column(values: Sequence[Any]) -> list[Any]:
+    if not set(values) <= {"0", "1", None}:
+        raise ValueError("not a boolean (0 or 1)")
+    return [None if v is None else int(v) for v in values]
+
+
+_bool = by_column(_bool_one, _bool_column)
 
 
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -59,9 +60,9 @@ def _canonical_check(ptype: PortableType) -> Converter:
     if b == "decimal":
         s, p = ptype.scale or 0, ptype.precision or 0
         pat = re.compile(rf"-?(\d{{1,{max(p - s, 1)}}})" + (rf"\.\d{{{s}}}" if s else ""))
-        return _by_pattern(pat, ptype)
+        return matching(pat, str(ptype))
     if b == "uuid":
-        return _by_pattern(_UUID_RE, ptype)
+        return matching(_UUID_RE, str(ptype))
     parse, size = {"date": (dt.date.fromisoformat, 10), "time": (dt.time.fromisoformat, 15),
                    "timestamp": (dt.datetime.fromisoformat, 26),
                    "timestamptz": (lambda t: dt.datetime.fromisoformat(t[:26]) if t.endswith("+00:00")
@@ -74,15 +75,15 @@ def _canonical_check(ptype: PortableType) -> Converter:
             raise ValueError(f"{text!r} is not a canonical {ptype}")
         parse(text)
         return text
-    return check
 
-
-def _by_pattern(pat: "re.Pattern[str]", ptype: PortableType) -> Converter:
-    def check(text: str) -> str:
-        if pat.fullmatch(text) is None:
-            raise ValueError(f"{text!r} is not a canonical {ptype}")
-        return text
-    return check
+    def column(values: Sequence[Any]) -> Sequence[Any]:
+        present = [v for v in values if v is not None] if None in values else values
+        if present and set(map(len, present)) != {size}:
+            raise ValueError(f"not a canonical {ptype}")
+        for _ in map(parse, present):   # raises at the first text that does not parse
+            pass
+        return values
+    return by_column(check, column)
 
 
 def _fail(text: str) -> None:
@@ -184,7 +185,7 @@ class SQLiteConnector(BaseConnector):
         for c in schema.columns:
             b = c.type.base
             if b == "string":   # SQLite stores any length: checked here, refused as elsewhere
-                out.append(_max_length(c.type.length or 0))
+                out.append(max_length(c.type.length or 0))
             elif b in conv:
                 out.append(conv[b])
             elif b == "text":
