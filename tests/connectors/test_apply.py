@@ -45,6 +45,16 @@ def test_snapshot_then_changes_every_op_pattern(db, table):
     assert db.lineage_digest(table, 2) == f"{2:064x}"
 
 
+
+def test_an_update_that_changes_nothing_still_counts_as_updated(db, table):
+    # MySQL's upsert reports an unchanged row as 0 affected rows; the counts must not depend on that
+    apply(db, table, SCHEMA, "snapshot", 1, [("I", ["a", "A", "1"]), ("I", ["b", "B", "2"])])
+    r = apply(db, table, SCHEMA, "changes", 2, [("U", ["a", "A", "1"]), ("U", ["b", "B9", "2"]),
+                                                 ("I", ["c", "C", "3"])])
+    assert (r.inserted, r.updated, r.deleted) == (1, 2, 0)
+    r = apply(db, table, SCHEMA, "changes", 3, [("U", ["a", "A", "1"])])
+    assert (r.inserted, r.updated, r.deleted) == (0, 1, 0)
+
 def test_first_batch_may_be_changes(db, table):
     r = apply(db, table, SCHEMA, "changes", 1, [("I", ["k", "K", "1"]), ("D", ["k", None, None])])
     assert (r.inserted, r.deleted) == (0, 0)
