@@ -170,6 +170,10 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if n in args.scale_bases:
                     cases.append({"group": "scale-changes", "db": db, "kind": "changes", "rows": args.changes,
                                   "base": n, "methods": ["agent-e2e"], "repeat": 1, "chained": True})
+                    # the database's own staging + merge of the same batch into the same base (loaded
+                    # again, untimed): how much of P5's growth is the database's and not the agent's
+                    cases.append({"group": "scale-changes", "db": db, "kind": "changes", "rows": args.changes,
+                                  "base": n, "methods": ["native"], "repeat": 1})
     return cases
 
 
