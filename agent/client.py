@@ -20,7 +20,7 @@ import requests
 
 from . import __version__
 from .errors import (
-    AgentError, AuthError, EnrolmentError, HubBusy, HubProtocolError, HubUnreachable, NotFound,
+    AgentError, AuthError, BatchSuperseded, EnrolmentError, HubBusy, HubProtocolError, HubUnreachable, NotFound,
     PlatformError, is_transient,
 )
 
@@ -51,7 +51,7 @@ class RetryPolicy:
             try:
                 return fn()
             except AgentError as e:
-                if not is_transient(e) or attempt == self.attempts - 1:
+                if not is_transient(e) or not getattr(e, "retry_inline", True) or attempt == self.attempts - 1:
                     raise
                 wait = self.delay(attempt, getattr(e, "retry_after", None))
                 if wait > self.max_inline_wait:
@@ -87,6 +87,8 @@ def _error_from_response(resp: requests.Response) -> AgentError:
         return AuthError(text)
     if resp.status_code == 404:
         return NotFound(text)
+    if resp.status_code == 410:
+        return BatchSuperseded(text)
     if resp.status_code >= 500:
         e = HubBusy(text)
         e.retry_after = None  # type: ignore[attr-defined]

@@ -173,6 +173,15 @@ class EnrolmentError(Terminal, PlatformError):
     exit_code = EXIT_NOPERM
 
 
+class BatchSuperseded(Transient, PlatformError):
+    """A listed batch whose envelope the hub collected after a later snapshot (HTTP 410): list again."""
+    code = "batch-superseded"
+    message = "the batch was superseded by a later snapshot and is no longer kept on the hub: {detail}"
+    remedy = "Nothing to do: the agent lists the batches again and continues from the latest snapshot."
+    http_status = 410
+    retry_inline = False   # asking again for the same envelope cannot help; the listing can
+
+
 class NotFound(Terminal, PlatformError):
     code = "not-found"
     message = "not found on the hub: {detail}"

@@ -30,7 +30,8 @@ import structlog
 from . import envelope, faults
 from .client import HubClient
 from .config import AgentConfig
-from .errors import AgentError, DataError, IntegrityError, PlatformError, Transient, is_transient
+from .errors import (AgentError, BatchSuperseded, DataError, IntegrityError, PlatformError, Transient,
+                     is_transient)
 from .payload import Manifest
 from .progress import ApplyProgress
 from .spool import Spool
@@ -327,6 +328,7 @@ def sync_dataset(ctx: Context, grant: dict[str, Any],
     bound = log.bind(dataset=dataset)
     outcomes: list[BatchOutcome] = []
     _drain_spooled(ctx, dataset, outcomes)
+    superseded: set[int] = set()
     while True:
         cp = ctx.connector.get_checkpoint(dataset)
         listing = ctx.client.batches(dataset, cp.seq if cp else 0)
@@ -340,7 +342,18 @@ def sync_dataset(ctx: Context, grant: dict[str, Any],
         progressed = False
         for b in batches:
             received = dt.datetime.now(dt.timezone.utc)
-            path = ctx.spool.fetch(ctx.client, b)
+            try:
+                path = ctx.spool.fetch(ctx.client, b)
+            except BatchSuperseded as e:
+                # listed before a later snapshot and collected since (the hub keeps 24 h): list again,
+                # which now starts at that snapshot; the same batch twice means the hub is inconsistent
+                if b["seq"] in superseded:
+                    raise
+                superseded.add(b["seq"])
+                ctx.spool.discard_partial(dataset, b["seq"])
+                bound.info("batch_superseded", seq=b["seq"], error=str(e))
+                progressed = True
+                break
             out = _apply_and_ack(ctx, path, dataset, b, received, bound)
             outcomes.append(out)
             if progress:

@@ -102,6 +102,10 @@ class Spool:
     def remove(self, dataset: str, seq: int) -> None:
         self.path(dataset, seq).unlink(missing_ok=True)
 
+    def discard_partial(self, dataset: str, seq: int) -> None:
+        """Drop a partial download that will never be resumed (the hub no longer has the batch)."""
+        self.path(dataset, seq).with_suffix(".edx.part").unlink(missing_ok=True)
+
     def reject(self, dataset: str, seq: int, code: str) -> Path | None:
         """Keep a refused batch for investigation under rejected/, named with its error code."""
         src = self.path(dataset, seq)

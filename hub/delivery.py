@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from agent.errors import AgentError
+from agent.errors import AgentError, BatchSuperseded
 from agent.schema import Schema
 
 from . import catalog, state
@@ -39,7 +39,8 @@ def list_batches(ctx: HubContext, agent: dict[str, Any], dataset: str, after: in
         ds = catalog.get_dataset(conn, dataset)
         pending = conn.execute(select(sealed).where(
             sealed.c.agent_id == agent["agent_id"], sealed.c.dataset == dataset, sealed.c.resync.is_(True),
-            sealed.c.acked_at_ms.is_(None), sealed.c.seq >= after).order_by(sealed.c.seq.desc())).mappings().first()
+            sealed.c.acked_at_ms.is_(None), sealed.c.seq >= after, sealed.c.blob_key != "")
+            .order_by(sealed.c.seq.desc())).mappings().first()
         at_cursor = _sealed_row(conn, dataset, after, agent["agent_id"]) if after >= 1 else None
     latest, snap = ds.latest_seq, ds.latest_snapshot_seq
     if latest == 0 or after > latest:
@@ -73,7 +74,7 @@ def ready_datasets(ctx: HubContext, agent: dict[str, Any], cursors: dict[str, in
                 continue
             pending = conn.execute(select(sealed.c.seq).where(
                 sealed.c.agent_id == agent["agent_id"], sealed.c.dataset == dataset, sealed.c.resync.is_(True),
-                sealed.c.acked_at_ms.is_(None), sealed.c.seq >= after).limit(1)).first()
+                sealed.c.acked_at_ms.is_(None), sealed.c.seq >= after, sealed.c.blob_key != "").limit(1)).first()
             if ds.latest_seq > after or pending is not None:
                 ready[dataset] = ds.latest_seq
     return ready
@@ -85,6 +86,8 @@ def sealed_for_download(ctx: HubContext, agent: dict[str, Any], dataset: str, se
         row = _sealed_row(conn, dataset, seq, agent["agent_id"])
     if row is None:
         raise BatchUnknown(f"{dataset} #{seq} (list batches first)")
+    if not row["blob_key"]:   # collected by hub/gc.py
+        raise BatchSuperseded(f"{dataset} #{seq}")
     return row
 
 

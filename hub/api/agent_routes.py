@@ -118,7 +118,8 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 @router.get("/batches/{dataset}/{seq}/envelope", responses={
     200: {"content": {"application/octet-stream": {}}, "description": "the whole sealed envelope"},
     206: {"content": {"application/octet-stream": {}}, "description": "the requested byte range"},
-    **ERRORS, 416: {"model": ErrorBody}}, response_class=Response, summary="Download a sealed envelope")
+    **ERRORS, 410: {"model": ErrorBody, "description": "superseded by a later snapshot and collected: list again"},
+    416: {"model": ErrorBody}}, response_class=Response, summary="Download a sealed envelope")
 def envelope(request: Request, dataset: str = DATASET_PATH, seq: int = SEQ_PATH,
              agent: dict[str, Any] = Depends(agent_auth)) -> Response:
     ctx = _ctx(request)

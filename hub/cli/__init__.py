@@ -12,9 +12,10 @@ from typing import Sequence
 
 from agent.errors import EXIT_SOFTWARE, AgentError
 
-from . import admin_token, agent_cmd, dataset_cmd, grant_cmd, publish_cmd, resend_cmd, serve_cmd, token_cmd
+from . import (admin_token, agent_cmd, dataset_cmd, gc_cmd, grant_cmd, publish_cmd, resend_cmd, serve_cmd,
+               token_cmd)
 
-COMMANDS = (serve_cmd, publish_cmd, token_cmd, dataset_cmd, grant_cmd, agent_cmd, resend_cmd, admin_token)
+COMMANDS = (serve_cmd, publish_cmd, token_cmd, dataset_cmd, grant_cmd, agent_cmd, resend_cmd, gc_cmd, admin_token)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,3 +124,36 @@ def test_a_tampered_batch_is_refused_and_nothing_is_written(hub, agent_cli, samp
     # the refused copy is kept aside; the next sync downloads a good copy and applies it
     agent_cli("sync", "--once")
     assert len(table_rows(f"sqlite:///{db}")) == len(expected_state(sample_files["snapshot"]))
+
+
+def test_a_batch_collected_between_listing_and_download_sends_the_agent_back_to_the_listing(
+        hub, agent_cli, sample_files, tmp_path):
+    db = tmp_path / "edu.db"
+    agent_cli("init", "--database", f"sqlite:///{db}", "--hub", hub.url)
+    token = hub.admin("token", "create", "--unit", "school-gc", "--datasets", "student").stdout.strip()
+    agent_cli("enrol", "--token", token)
+    agent_cli("sync", "--once")                                  # snapshot #1 applied
+    hub.admin("publish", "student", str(sample_files["changes"]), "--kind", "changes")   # #2
+
+    from agent.config import load
+    from agent.pipeline import sync_dataset
+    from agent.runtime import build_context
+
+    ctx = build_context(load(agent_cli.config))
+    real = ctx.client.batches
+    calls: list[list[int]] = []
+
+    def batches(dataset: str, after: int) -> dict:
+        listing = real(dataset, after)
+        calls.append([b["seq"] for b in listing["batches"]])
+        if len(calls) == 1:   # the platform publishes a snapshot and collects #2 before the download
+            hub.admin("publish", "student", str(sample_files["snapshot"]), "--kind", "snapshot")   # #3
+            hub.admin("gc", "--grace", "0s")
+        return listing
+    ctx.client.batches = batches  # type: ignore[method-assign]
+    outcomes = sync_dataset(ctx, {"dataset": "student"})
+    ctx.connector.close()
+    assert calls[:2] == [[2], [3]]
+    assert [o.seq for o in outcomes] == [3]
+    assert len(table_rows(f"sqlite:///{db}")) == len(expected_state(sample_files["snapshot"]))
+    assert not list((Path(ctx.spool.root) / "student").glob("*.part"))

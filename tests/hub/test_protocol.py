@@ -237,3 +237,35 @@ def test_long_poll_answers_at_once_when_behind_waits_for_a_publish_and_times_out
     # malformed cursors are refused with the usual error body
     bad = agent.get("/v1/batches/wait?cursor=lp_students&wait=1")
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "request-invalid"
+
+
+def test_gc_frees_what_a_snapshot_superseded_and_delivery_carries_on(hub):
+    hub.publish_rows("gcds", students(50), "snapshot", SCHEMA)
+    hub.publish_rows("gcds", [{"_op": "D", "id": 1}], "changes")
+    hub.publish_rows("gcds", [{"_op": "D", "id": 2}], "changes")
+    early = hub.enrol("unit-gc-early", ["gcds"])
+    assert early.sync("gcds")[0] == 3                       # sealed #1-#3 for this agent, acked
+    late = hub.enrol("unit-gc-late", ["gcds"])
+    assert [b["seq"] for b in late.batches("gcds")["batches"]] == [1, 2, 3]   # offered, not downloaded
+    hub.publish_rows("gcds", students(60), "snapshot")       # #4 supersedes #1-#3
+    hub.publish_rows("gcds", [{"_op": "D", "id": 60}], "changes")
+
+    # within the grace period nothing goes; a dry run deletes nothing
+    assert "gcds" not in json.loads(hub.ok("gc", "--json"))["datasets"]
+    dry = json.loads(hub.ok("gc", "--grace", "0s", "--dry-run", "--json"))["datasets"]["gcds"]
+    assert (dry["before_snapshot"], dry["payloads"], dry["envelopes"]) == (4, 6, 6) and dry["bytes"] > 0
+    assert late.get("/v1/batches/gcds/2/envelope").status_code == 200
+
+    done = json.loads(hub.ok("gc", "--grace", "0s", "--json"))["datasets"]["gcds"]
+    assert (done["payloads"], done["envelopes"], done["bytes"]) == (6, 6, dry["bytes"])
+    assert "gcds" not in json.loads(hub.ok("gc", "--grace", "0s", "--json"))["datasets"]   # idempotent
+
+    # an envelope offered before the snapshot is gone with 410 and a code that says to list again
+    r = late.get("/v1/batches/gcds/2/envelope")
+    assert r.status_code == 410 and r.json()["error"]["code"] == "batch-superseded"
+    # both agents continue from the snapshot; a new agent starts there; nothing is sealed from a gone payload
+    assert [b["seq"] for b in late.batches("gcds", 0)["batches"]] == [4, 5]
+    cursor, table = early.sync("gcds", 3)
+    assert cursor == 5 and len(table) == 59
+    newcomer = hub.enrol("unit-gc-new", ["gcds"])
+    assert newcomer.sync("gcds") == (5, table)

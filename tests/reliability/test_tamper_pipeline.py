@@ -14,10 +14,7 @@ case (the same re-sealing with nothing wrong) must apply, so the suite cannot pa
 from __future__ import annotations
 
 import io
-import json
-import random
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import io
-import uuid
 from decimal import Decimal
 
 import pytest
