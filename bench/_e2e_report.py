@@ -231,8 +231,9 @@ NOTES = """\
   summed; `agent/reconcile.py`), so a row the database stored differently from the platform is an error,
   not a silent difference. The native load does nothing of the kind. The method "e2e without read-back
   checksum" (a diagnostic: not a setting the product offers for a hub batch) is the same run without it:
-  0.90x (MariaDB) and 1.03x (PostgreSQL) of the native snapshot load, 0.84x / 0.83x of the native change
-  batch, in the `--all-peers` run above. With it, P1 is 0.60x / 0.67x.
+  0.94x (MariaDB) and 0.97x (PostgreSQL) of the native snapshot load, 0.97x / 0.93x of the native change
+  batch, in the `--all-peers` run above (2026-11-26): P1 and P2 are met without it. With it, P1 is
+  0.74x / 0.66x and P2 0.78x / 0.69x.
 * **What made the read-back cheaper on 2026-11-25 (evening)**, each measured on the same 100k students:
   the row hash joins the canonical texts with a NUL byte instead of length-prefixing each one (the
   length prefix cost more than SHA-256 in SQL: MariaDB 0.47 s -> 0.22 s, PostgreSQL 0.29 s -> 0.20 s);
@@ -243,22 +244,29 @@ NOTES = """\
   19-44 % (profiles above; on PostgreSQL changes it is now inside "merge"). What remains is the server's
   work of spelling 13 typed values as text and hashing them: about 2 us per row per core here, the same
   order as parsing the row in the load.
-* **Merges cost more than the native script's** (57 % of a MariaDB change batch, 83 % on PostgreSQL with
-  the hashing): the connector keeps the last record per key, counts inserted/updated/deleted rows
-  against the target for the receipt, checks NOT NULL columns and merges in a savepoint so refused rows
-  can be quarantined; the native script only deletes and upserts. Counting updates with a user variable
-  inside MariaDB's `ON DUPLICATE KEY UPDATE` (to save the counting join) was tried and measured slower
-  (the upsert went from 0.98 s to 1.27 s); it was not kept.
+* **Merges cost more than the native script's**: the connector keeps the last record per key, counts
+  inserted/updated/deleted rows for the receipt, checks NOT NULL columns and merges in a savepoint so
+  refused rows can be quarantined; the native script only deletes and upserts. On 2026-11-26 MariaDB's
+  upsert began counting the rows that existed itself (a user variable in its first `ON DUPLICATE KEY
+  UPDATE` assignment) instead of a LEFT JOIN of staging and target before it: merge 2.98 s -> 2.44 s for
+  180k upserts into 200k rows, apply-only change batch 0.85x -> 0.92x of native without the read-back.
+  (An earlier attempt measured the upsert alone slower, 0.98 s -> 1.27 s at 100k, and was dropped; run
+  whole, three times, side by side, the merge is faster: the join it removes cost 0.44 s.) PostgreSQL
+  looks for a repeated key with a hash aggregate that stops at the first instead of count(DISTINCT).
 * **SQLite (P4)**: the load is Python's (csv, conversion checks, `executemany`: SQLite has no bulk path
-  a library can call) and reached 1.0-1.1 s per 100k rows against `.import`'s 0.8 s for everything; a
-  record with NULL fields is no longer re-read by hand unless it holds a quoted "NULL" (1.22 s -> 1.02 s).
-  Per-row upsert and pandas beat edx-agent on SQLite changes: they only insert, the agent stages,
-  merges, validates every value (STRICT tables) and reads the rows back.
+  a library can call). Since 2026-11-26 each chunk is converted column by column (map, one regex over
+  the joined column) with a row-by-row pass only for a chunk holding a bad value (load 1.82 s -> 1.68 s
+  per 200k), and change batches upsert and read back in key order, so the table's B-tree is walked once
+  instead of at random (merge 2.0 s -> 1.3 s for 180k upserts). Without the read-back the snapshot is
+  0.84x of `.import` (apply-only); with it, below the 0.8x target. Per-row upsert and pandas beat
+  edx-agent on SQLite changes: they only insert, the agent stages, merges, validates every value (STRICT
+  tables) and reads the rows back.
 * **What is specific to end to end is small**: header and signature checks and pass 1 (AES-GCM over every
   chunk) are about 1 % of the profiles; pass 2 (decrypt + zstd) runs in a read-ahead thread on the
   second core, overlapping the server's parsing (on MariaDB the FIFO feeder thread does so too).
 * **Scaling**: peak RSS is flat from 100k to 5M rows (P3). P5 (the change batch into a 5M-row table
-  against a 1M-row one) passes on MariaDB and SQLite and misses on PostgreSQL (1.54x in the `-pg` run).
+  against a 1M-row one) passes on MariaDB and SQLite and misses on PostgreSQL (1.64x in the `-pg` run),
+  where the database's own staging + merge of the same batch, measured beside it, grows more: 1.85x.
   The plan was read with auto_explain on the 5M-row table: staging scanned, every key looked up through
   the primary key (nested loop, index scans), no scan of the target; the rows examined grow with the
   batch only. What grows is the number of distinct table pages the batch dirties: 80k upserts and
