@@ -139,7 +139,8 @@ def resync(ctx: HubContext, agent: dict[str, Any], dataset: str) -> dict[str, An
                                           sealed.c.seq >= seq))
         insert_ignore(conn, sealed, row)
     for r in old:
-        ctx.blobs.delete(r.blob_key)
+        if r.blob_key:   # "" once hub/gc.py collected the envelope
+            ctx.blobs.delete(r.blob_key)
     return descriptor(row)
 
 

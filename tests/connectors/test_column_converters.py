@@ -69,3 +69,11 @@ def test_every_sqlite_converter_of_a_wide_schema_has_a_column_form_or_the_generi
     for conv in SQLiteConnector._converters(None, WIDE, shadow=True):  # type: ignore[arg-type]
         if conv is not None:
             assert convert_column(conv, [None]) == [None]
+
+
+def test_a_value_holding_a_newline_does_not_pass_as_two_canonical_values():
+    check = _canonical_check(PortableType.parse("decimal(8,2)"))
+    for column in (["1.00\n2.00"], ["1.00", "2.00\n3.00", None]):
+        with pytest.raises(ValueError):
+            convert_column(check, column)
+    assert list(convert_column(check, ["1.00", None, "-2.50"])) == ["1.00", None, "-2.50"]

@@ -269,3 +269,7 @@ def test_gc_frees_what_a_snapshot_superseded_and_delivery_carries_on(hub):
     assert cursor == 5 and len(table) == 59
     newcomer = hub.enrol("unit-gc-new", ["gcds"])
     assert newcomer.sync("gcds") == (5, table)
+    # 补传 from before the snapshot drops collected rows too (no blob to delete) and the agent catches up
+    hub.ok("resend", "--agent", early.agent_id, "--dataset", "gcds", "--from-seq", "1")
+    assert early.sync("gcds", 5) == (5, table)      # the chain was reset: a resync snapshot at #5
+    assert [b["seq"] for b in early.batches("gcds", 0)["batches"]] == [4, 5]
