@@ -332,8 +332,11 @@ class MySQLConnector(BaseConnector):
         if count:
             c0 = self.q(rest[0])
             sets[0] = f"{c0} = IF((@edx_updated := @edx_updated + 1) > 0, VALUES({c0}), {target}.{c0})"
+        # in key order, as SQLite does: InnoDB's clustered index is walked once (upsert of 180k staged rows
+        # into 200k: 2.14 -> 1.98 s here, three runs each, interleaved)
         return (f"INSERT INTO {target} ({cols}) SELECT {self._select_cols(schema)} FROM {stg} s "
-                f"WHERE s._op <> 'D'{where} ON DUPLICATE KEY UPDATE {', '.join(sets)}")
+                f"WHERE s._op <> 'D'{where} ORDER BY {', '.join(f's.{self.q(k)}' for k in schema.primary_key)} "
+                f"ON DUPLICATE KEY UPDATE {', '.join(sets)}")
 
     def _merge_sets(self, conn: sa.Connection, target: str, stg: str, schema: Schema, where: str = "",
                     *, checksum: bool = False) -> tuple[int, int, int, int, Checksum | None]:
