@@ -235,12 +235,14 @@ class PostgreSQLConnector(BaseConnector):
         # the upsert's own pass: no second scan joined back through the staging table. DO NOTHING
         # returns no row for an existing key, so a key-only table is read back instead.
         h = self._hash_sql(schema, "t") if checksum and rest else None
-        # one statement: both CTEs see the same snapshot; after dedup their keys are disjoint
+        # one statement: both CTEs see the same snapshot; after dedup their keys are disjoint. The upsert
+        # takes the staged rows in key order, so the key's index is walked once (180k staged rows into
+        # 200k: 1.92 -> 1.58 s here, three runs each, interleaved)
         row = conn.exec_driver_sql(
             f"WITH d AS (DELETE FROM {target} t USING {stg} s WHERE {self._pk_join(schema)} "
             f"AND s._op = 'D'{where} RETURNING 1), "
             f"u AS (INSERT INTO {target} AS t ({cols}) SELECT {vals} FROM {stg} s WHERE s._op <> 'D'{where} "
-            f"ON CONFLICT ({keys}) {action} RETURNING (t.xmax = 0) AS ins{f', {h} AS h' if h else ''}) "
+            f"ORDER BY {', '.join(f's.{self.q(k)}' for k in schema.primary_key)} ON CONFLICT ({keys}) {action} RETURNING (t.xmax = 0) AS ins{f', {h} AS h' if h else ''}) "
             f"SELECT (SELECT count(*) FROM u WHERE ins), "
             f"(SELECT count(*) FROM {stg} s WHERE s._op <> 'D'{where}), (SELECT count(*) FROM d), "
             f"(SELECT count(*) FROM {stg} s WHERE s._op = 'D'{where})"
