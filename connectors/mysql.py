@@ -321,7 +321,11 @@ class MySQLConnector(BaseConnector):
                 f"SET {self._lineage_sets('t')} WHERE s._op <> 'D'")
 
     def _touched_rows_sql(self, qtable: str, stg: str, schema: Schema) -> str:
-        return f"{stg} s STRAIGHT_JOIN {qtable} t ON {self._pk_join(schema)} WHERE s._op <> 'D'"
+        # the staged keys in key order drive the join, so the clustered index is walked once (0.95 -> 0.79 s
+        # for 180k rows here); MariaDB drops an ORDER BY in a derived table unless it has a LIMIT
+        keys = ", ".join(f"s0.{self.q(k)}" for k in schema.primary_key)
+        return (f"(SELECT {keys} FROM {stg} s0 WHERE s0._op <> 'D' ORDER BY {keys} LIMIT 18446744073709551615) s "
+                f"STRAIGHT_JOIN {qtable} t ON {self._pk_join(schema)}")
 
     def _upsert_sql(self, target: str, stg: str, schema: Schema, where: str, *, count: bool = False) -> str:
         """INSERT … ON DUPLICATE KEY UPDATE; ``count``: also add 1 to @edx_updated for every row that
