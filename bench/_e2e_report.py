@@ -231,9 +231,9 @@ NOTES = """\
   summed; `agent/reconcile.py`), so a row the database stored differently from the platform is an error,
   not a silent difference. The native load does nothing of the kind. The method "e2e without read-back
   checksum" (a diagnostic: not a setting the product offers for a hub batch) is the same run without it:
-  0.94x (MariaDB) and 0.97x (PostgreSQL) of the native snapshot load, 0.97x / 0.93x of the native change
+  0.97x (MariaDB) and 1.08x (PostgreSQL) of the native snapshot load, 0.92x / 0.93x of the native change
   batch, in the `--all-peers` run above (2026-11-26): P1 and P2 are met without it. With it, P1 is
-  0.74x / 0.66x and P2 0.78x / 0.69x.
+  0.77x / 0.70x and P2 0.77x / 0.70x (2026-11-25: 0.60x / 0.67x and 0.69x / 0.65x).
 * **What made the read-back cheaper on 2026-11-25 (evening)**, each measured on the same 100k students:
   the row hash joins the canonical texts with a NUL byte instead of length-prefixing each one (the
   length prefix cost more than SHA-256 in SQL: MariaDB 0.47 s -> 0.22 s, PostgreSQL 0.29 s -> 0.20 s);
@@ -268,7 +268,7 @@ NOTES = """\
   second core, overlapping the server's parsing (on MariaDB the FIFO feeder thread does so too).
 * **Scaling**: peak RSS is flat from 100k to 5M rows (P3). P5 (the change batch into a 5M-row table
   against a 1M-row one) passes on MariaDB and SQLite and misses on PostgreSQL (1.64x in the `-pg` run),
-  where the database's own staging + merge of the same batch, measured beside it, grows more: 1.85x.
+  where the database's own staging + merge of the same batch, measured beside it, grows more: 1.87x.
   The plan was read with auto_explain on the 5M-row table: staging scanned, every key looked up through
   the primary key (nested loop, index scans), no scan of the target; the rows examined grow with the
   batch only. What grows is the number of distinct table pages the batch dirties: 80k upserts and
