@@ -48,7 +48,12 @@ def convert_column(conv: Callable[[str], Any], values: Sequence[Any]) -> Sequenc
     return [None if v is None else conv(v) for v in values]
 
 
-def _mapped(fn: Callable[[str], Any], values: Sequence[Any]) -> list[Any]:
+def present(values: Sequence[Any]) -> Sequence[Any]:
+    """The values of a column that are not NULL (the column itself when it has none)."""
+    return [v for v in values if v is not None] if None in values else values
+
+
+def mapped(fn: Callable[[str], Any], values: Sequence[Any]) -> list[Any]:
     if None in values:
         return [None if v is None else fn(v) for v in values]
     return list(map(fn, values))
@@ -65,9 +70,9 @@ def int_range(bits: int) -> Callable[[str], int]:
         return n
 
     def column(values: Sequence[Any]) -> list[Any]:
-        out = _mapped(int, values)
-        present = [v for v in out if v is not None] if None in values else out
-        if present and (min(present) < lo or max(present) > hi):
+        out = mapped(int, values)
+        got = present(out)
+        if got and (min(got) < lo or max(got) > hi):
             raise ValueError(f"out of range for int{bits}")
         return out
     return by_column(conv, column)
@@ -81,8 +86,8 @@ def _finite(text: str) -> float:
 
 
 def _finite_column(values: Sequence[Any]) -> list[Any]:
-    out = _mapped(float, values)
-    if not all(map(math.isfinite, (v for v in out if v is not None) if None in values else out)):
+    out = mapped(float, values)
+    if not all(map(math.isfinite, present(out))):
         raise ValueError("NaN and infinity are not portable")
     return out
 
@@ -124,11 +129,11 @@ def matching(pattern: "re.Pattern[str]", what: str) -> Callable[[str], str]:
         return text
 
     def column(values: Sequence[Any]) -> Sequence[Any]:
-        present = [v for v in values if v is not None] if None in values else values
-        if present:
-            joined = "\n".join(present)
+        texts = present(values)
+        if texts:
+            joined = "\n".join(texts)
             # a value holding a newline would pass as two matches: the newlines must be the joins only
-            if joined.count("\n") != len(present) - 1 or whole.fullmatch(joined) is None:
+            if joined.count("\n") != len(texts) - 1 or whole.fullmatch(joined) is None:
                 raise ValueError(f"not a canonical {what}")
         return values
     return by_column(check, column)

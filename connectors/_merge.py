@@ -34,17 +34,22 @@ class MergeMixin:
     def _pk_join(self, schema: Schema, a: str = "t", b: str = "s") -> str:
         return " AND ".join(f"{a}.{self.q(k)} = {b}.{self.q(k)}" for k in schema.primary_key)
 
+    def _key_list(self, schema: Schema, alias: str = "") -> str:
+        """The key columns, quoted, comma-separated, each prefixed with ``alias.`` when given."""
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(f"{prefix}{self.q(k)}" for k in schema.primary_key)
+
     def _dedup(self, conn: sa.Connection, stg: str, schema: Schema) -> None:
         """Keep only the last staged record of each key (the merge then needs no ordering)."""
         conn.exec_driver_sql(self._dedup_sql(stg, schema))
 
     def _dedup_sql(self, stg: str, schema: Schema) -> str:
-        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        keys = self._key_list(schema)
         return (f"DELETE FROM {stg} WHERE _ord NOT IN "
                 f"(SELECT m FROM (SELECT MAX(_ord) AS m FROM {stg} GROUP BY {keys}) d)")
 
     def _delete_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
-        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        keys = self._key_list(schema)
         return (f"DELETE FROM {target} WHERE ({keys}) IN "
                 f"(SELECT {keys} FROM {stg} s WHERE s._op = 'D'{where})")
 
@@ -194,6 +199,17 @@ class MergeMixin:
     def _touched_rows_sql(self, qtable: str, stg: str, schema: Schema) -> str:
         """FROM clause of the rows a change batch left in the table (keys whose last record is I or U)."""
         return f"{stg} s JOIN {qtable} t ON {self._pk_join(schema)} WHERE s._op <> 'D'"
+
+    def _touched_rows_in_key_order_sql(self, qtable: str, stg: str, schema: Schema, join: str,
+                                       limit: str = "") -> str:
+        """The same rows, driven by the staged keys in key order so the table's key index is walked once.
+
+        ``join`` must keep the staged keys the outer loop (SQLite ``CROSS JOIN``, MySQL ``STRAIGHT_JOIN``);
+        ``limit`` is for databases that drop an ORDER BY in a derived table without one (MariaDB).
+        """
+        keys = self._key_list(schema, "s0")
+        return (f"(SELECT {keys} FROM {stg} s0 WHERE s0._op <> 'D' ORDER BY {keys}{limit}) s "
+                f"{join} {qtable} t ON {self._pk_join(schema)}")
 
     def _stream_rows(self, conn: sa.Connection, sql: str) -> Iterator[Sequence[Any]]:
         # per statement: Connection.execution_options() would make every later statement a server cursor

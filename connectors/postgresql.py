@@ -242,7 +242,7 @@ class PostgreSQLConnector(BaseConnector):
             f"WITH d AS (DELETE FROM {target} t USING {stg} s WHERE {self._pk_join(schema)} "
             f"AND s._op = 'D'{where} RETURNING 1), "
             f"u AS (INSERT INTO {target} AS t ({cols}) SELECT {vals} FROM {stg} s WHERE s._op <> 'D'{where} "
-            f"ORDER BY {', '.join(f's.{self.q(k)}' for k in schema.primary_key)} ON CONFLICT ({keys}) {action} RETURNING (t.xmax = 0) AS ins{f', {h} AS h' if h else ''}) "
+            f"ORDER BY {self._key_list(schema, 's')} ON CONFLICT ({keys}) {action} RETURNING (t.xmax = 0) AS ins{f', {h} AS h' if h else ''}) "
             f"SELECT (SELECT count(*) FROM u WHERE ins), "
             f"(SELECT count(*) FROM {stg} s WHERE s._op <> 'D'{where}), (SELECT count(*) FROM d), "
             f"(SELECT count(*) FROM {stg} s WHERE s._op = 'D'{where})"
