@@ -173,7 +173,7 @@ class BaseConnector(MergeMixin):
 
     def create_table_sql(self, qname: str, schema: Schema, *, pk_name: str | None = None) -> str:
         cols = [self.column_sql(c) for c in schema.columns]
-        pk = ", ".join(self.q(k) for k in schema.primary_key)
+        pk = self._key_list(schema)
         cons = f"CONSTRAINT {self.q(pk_name)} " if pk_name else ""
         return f"CREATE TABLE {qname} ({', '.join(cols)}, {cons}PRIMARY KEY ({pk})){self.table_options()}"
 
@@ -274,7 +274,7 @@ class BaseConnector(MergeMixin):
         sets = self._lineage_sets()
         if stg is None:
             return f"UPDATE {target} SET {sets}"
-        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        keys = self._key_list(schema)
         return f"UPDATE {target} SET {sets} WHERE ({keys}) IN (SELECT {keys} FROM {stg} s WHERE s._op <> 'D')"
 
     def _lineage_sets(self, alias: str = "") -> str:

@@ -298,7 +298,7 @@ class MySQLConnector(BaseConnector):
         # MariaDB runs "NOT IN (subquery over the same table)" as a nested loop (quadratic): materialise
         # the last ordinal per key once, and delete only when some key really occurs twice
         # (COUNT(DISTINCT) first: a batch rarely repeats a key, and counting is several times cheaper)
-        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        keys = self._key_list(schema)
         distinct, total = conn.exec_driver_sql(f"SELECT COUNT(DISTINCT {keys}), COUNT(*) FROM {stg}").one()
         if distinct == total:
             return

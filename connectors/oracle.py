@@ -310,14 +310,14 @@ class OracleConnector(BaseConnector):
     # --- merge ---------------------------------------------------------------------------------
 
     def _dedup_sql(self, stg: str, schema: Schema) -> str:
-        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        keys = self._key_list(schema)
         return (f"DELETE FROM {stg} WHERE ROWID IN (SELECT rid FROM (SELECT ROWID AS rid, ROW_NUMBER() OVER "
                 f"(PARTITION BY {keys} ORDER BY {self.q('_ord')} DESC) AS rn FROM {stg}) WHERE rn > 1)")
 
     def _upsert_sql(self, target: str, stg: str, schema: Schema, where: str) -> str:
         cols = [self.q(c) for c in schema.names]
         rest = [self.q(c) for c in schema.names if c not in schema.primary_key]
-        on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in schema.primary_key)
+        on = self._pk_join(schema)
         # target columns unqualified in SET and INSERT (23ai refuses qualified ones: ORA-00929, see
         # kafka-connect-jdbc#1588); no WHEN MATCHED for an all-key table (seatunnel#11729)
         matched = ("WHEN MATCHED THEN UPDATE SET " + ", ".join(f"{c} = s.{c}" for c in rest) + "\n") if rest else ""

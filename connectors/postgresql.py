@@ -97,7 +97,7 @@ class PostgreSQLConnector(BaseConnector):
         cols = [f"{self.q(c.name)} {self.staging_type_sql(c.type)}{'' if c.nullable else ' NOT NULL'}"
                 for c in schema.columns]
         key = "" if bulk else (f", CONSTRAINT {self.q(pk_name or 'pk')} PRIMARY KEY "
-                               f"({', '.join(self.q(k) for k in schema.primary_key)})")
+                               f"({self._key_list(schema)})")
         conn.exec_driver_sql(f"CREATE TABLE {shadow} (_op text, {', '.join(cols)}{key})")
         self._shadow_pk = pk_name
 
@@ -107,7 +107,7 @@ class PostgreSQLConnector(BaseConnector):
                    for c in schema.columns if c.type.base == "binary"]
         if bulk:
             alters.append(f"ADD CONSTRAINT {self.q(self._shadow_pk or 'pk')} PRIMARY KEY "
-                          f"({', '.join(self.q(k) for k in schema.primary_key)})")
+                          f"({self._key_list(schema)})")
         conn.exec_driver_sql(f"ALTER TABLE {shadow} {', '.join(alters)}")
 
     def _row_layout(self, *, shadow: bool) -> tuple[bool, bool]:
@@ -206,7 +206,7 @@ class PostgreSQLConnector(BaseConnector):
         # almost every batch has one record per key, so the self-join DELETE runs only when some key
         # repeats; looking for one repeated key is a hash aggregate that stops at the first (0.2 s for
         # count(DISTINCT), which sorts under the key's collation, against 0.04 s for 100k staged rows)
-        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        keys = self._key_list(schema)
         if conn.exec_driver_sql(f"SELECT 1 FROM {stg} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1").first():
             super()._dedup(conn, stg, schema)
 
@@ -225,7 +225,7 @@ class PostgreSQLConnector(BaseConnector):
 
     def _merge_sets(self, conn: sa.Connection, target: str, stg: str, schema: Schema, where: str = "",
                     *, checksum: bool = False) -> tuple[int, int, int, int, Checksum | None]:
-        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        keys = self._key_list(schema)
         rest = [c for c in schema.names if c not in schema.primary_key]
         action = ("DO UPDATE SET " + ", ".join(f"{self.q(c)} = EXCLUDED.{self.q(c)}" for c in rest)
                   if rest else "DO NOTHING")

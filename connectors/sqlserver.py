@@ -304,7 +304,7 @@ class SQLServerConnector(BaseConnector):
     # --- merge ---------------------------------------------------------------------------------
 
     def _dedup_sql(self, stg: str, schema: Schema) -> str:
-        keys = ", ".join(self.q(k) for k in schema.primary_key)
+        keys = self._key_list(schema)
         return (f"WITH d AS (SELECT ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY _ord DESC) AS rn "
                 f"FROM {stg}) DELETE FROM d WHERE rn > 1")
 
