@@ -290,7 +290,7 @@ def apply_file(ctx: Context, path: Path, dataset: str, received_at: dt.datetime 
             provider_unit=(listing or {}).get("provider_unit", ""),
             catalog_id=(listing or {}).get("catalog_id", ""),
             received_at=received_at or dt.datetime.now(dt.timezone.utc),
-            expected_checksum=expected if ctx.cfg.sync.reconcile == "checksum" else None,
+            expected_checksum=expected,
             quarantine_limit=ctx.cfg.sync.quarantine_limit, schema_name=ctx.schema_name)
         t1 = time.monotonic()
         try:

@@ -31,7 +31,10 @@ def database_url(cfg: AgentConfig) -> str:
 def open_connector(cfg: AgentConfig) -> Any:
     import connectors
 
-    return connectors.connect(database_url(cfg), lineage_columns=cfg.database.lineage_columns)
+    # sync.reconcile = "checksum": every batch's rows are read back and hashed before the commit;
+    # "count": the database's row counts only, no read-back (docs/connectors.md, Reconciliation)
+    return connectors.connect(database_url(cfg), lineage_columns=cfg.database.lineage_columns,
+                              reconcile="always" if cfg.sync.reconcile == "checksum" else "count")
 
 
 def hub_keys(enr: Any) -> list[Any]:

@@ -45,9 +45,9 @@ def _ready() -> float:
 def agent_e2e(db: str, kind: str, case: Path, *, read_back: bool = True) -> dict[str, Any]:
     import json
 
-    import connectors
     from agent.config import AgentConfig
     from agent.pipeline import Context, apply_file
+    from agent.runtime import open_connector
     from agent.spool import Spool
     from bench import _e2e_data
     from bench.bench_connectors import target_url
@@ -55,10 +55,10 @@ def agent_e2e(db: str, kind: str, case: Path, *, read_back: bool = True) -> dict
     signer, agent_keys = _e2e_data.keys(case.parent.parent)
     url = target_url(db, case)
     doc: dict[str, Any] = {"database": {"url": url}, "agent": {"state_dir": str(case / "state")}}
-    if not read_back:  # diagnostic only: no product setting turns the read-back off for a hub batch
+    if not read_back:  # sync.reconcile = "count": the database's row counts, no read-back
         doc["sync"] = {"reconcile": "count"}
     cfg = AgentConfig.model_validate(doc)
-    conn = connectors.connect(url) if read_back else connectors.connect(url, reconcile="expected")
+    conn = open_connector(cfg)   # as the service opens it, sync.reconcile included
     conn.ensure_meta_tables()
     ctx = Context(cfg=cfg, state=None, client=None, connector=conn,  # type: ignore[arg-type]
                   spool=Spool(case / "spool", 1 << 40), agent_id="bench-agent", keys=[agent_keys],
@@ -298,10 +298,10 @@ def pandas_to_sql(db: str, kind: str, case: Path) -> dict[str, Any]:
 
 
 def agent_e2e_no_read_back(db: str, kind: str, case: Path) -> dict[str, Any]:
-    """The same without the reconciliation read-back (sync.reconcile=count, connector reconcile=expected).
+    """The same with ``sync.reconcile = "count"``: row counts instead of the read-back checksum.
 
-    Not a configuration the product offers for a hub batch (the connector reads back for the receipt by
-    default): it is here to show what the read-back costs, next to the default.
+    The setting a unit may choose when it trusts its database's storage; here to show what the default
+    read-back costs, next to it.
     """
     return agent_e2e(db, kind, case, read_back=False)
 

@@ -62,8 +62,11 @@ class BaseConnector(MergeMixin):
         self.url = url
         self.checksum_in_sql = options.pop("checksum_in_sql", True)
         # "always": every apply reads back its rows' checksum (the receipt carries it); "expected": only
-        # when the batch brings the hub's figure to compare with (saves one pass over the rows)
+        # when the batch brings the hub's figure to compare with; "count": never read back, compare the
+        # row counts the database reports (the table's for a snapshot) with the hub's (sync.reconcile)
         self.reconcile = options.pop("reconcile", "always")
+        if self.reconcile not in ("always", "expected", "count"):
+            raise ValueError(f"reconcile must be always, expected or count, not {self.reconcile!r}")
         self.chunk_rows = int(options.pop("chunk_rows", 5000))
         # per-row lineage (注明数据来源 down to the row): _edx_batch and _edx_applied_at on every row
         self.lineage_columns = bool(options.pop("lineage_columns", False))
@@ -440,21 +443,44 @@ class BaseConnector(MergeMixin):
                                  f"holds #{have}", remedy="Resync the dataset with a snapshot.")
 
     def _wants_checksum(self, meta: BatchMeta) -> bool:
+        if self.reconcile == "count":
+            return False
         return self.reconcile == "always" or meta.expected_checksum is not None
 
-    def _finish_batch(self, conn: sa.Connection, meta: BatchMeta, schema: Schema, quar: Quarantine,
-                      result: ApplyResult, cp_exists: bool, ck: Checksum | None, deleted_keys: int) -> None:
-        """Checksum, reconciliation, quarantine, lineage and checkpoint: the end of every transaction."""
-        result.quarantined = len(quar)
-        result.checksum = {} if ck is None else {**ck.to_dict(), "deleted": deleted_keys}
-        if quar.entries and ck is not None:
-            result.checksum["quarantined"] = len(quar)
+    def _counts_only(self) -> bool:
+        return self.reconcile == "count"
+
+    @staticmethod
+    def _figure(quar: Quarantine, ck: Checksum | None, counted: int | None, deleted_keys: int) -> dict[str, Any]:
+        """The receipt's figure: the checksum, or the counts alone (reconcile="count"), or nothing."""
+        if ck is not None:
+            got: dict[str, Any] = {**ck.to_dict(), "deleted": deleted_keys}
+        elif counted is not None:
+            got = {"rows": counted, "deleted": deleted_keys}
+        else:
+            return {}
+        if quar.entries:
+            got["quarantined"] = len(quar)
+        return got
+
+    @staticmethod
+    def _compare(meta: BatchMeta, quar: Quarantine, got: dict[str, Any]) -> None:
+        """A figure that differs from the hub's is an error (with quarantined rows the hub's figure covers
+        rows refused on purpose, so it is reported, not compared); counts alone compare counts."""
         exp = meta.expected_checksum
-        # with quarantined rows the hub's figure covers rows that were refused on purpose
-        if exp is not None and not quar.entries:
-            got = result.checksum
-            if any(str(exp.get(k, 0)).lower() != str(got.get(k, 0)).lower() for k in ("rows", "sum64", "deleted")):
-                raise ReconciliationError(f"expected {exp}, the database holds {got}")
+        if exp is None or quar.entries or not got:
+            return
+        keys = ("rows", "sum64", "deleted") if "sum64" in got else ("rows", "deleted")
+        if any(str(exp.get(k, 0)).lower() != str(got.get(k, 0)).lower() for k in keys):
+            raise ReconciliationError(f"expected {exp}, the database holds {got}")
+
+    def _finish_batch(self, conn: sa.Connection, meta: BatchMeta, schema: Schema, quar: Quarantine,
+                      result: ApplyResult, cp_exists: bool, ck: Checksum | None, deleted_keys: int,
+                      counted: int | None = None) -> None:
+        """Checksum or counts, reconciliation, quarantine, lineage and checkpoint: the end of every transaction."""
+        result.quarantined = len(quar)
+        result.checksum = self._figure(quar, ck, counted, deleted_keys)
+        self._compare(meta, quar, result.checksum)
         m = self._meta()
         now = _meta.utcnow()
         _meta.write_quarantine(conn, m[_meta.QUARANTINE], meta, quar.entries, now)
@@ -498,7 +524,9 @@ class BaseConnector(MergeMixin):
                 t3 = time.perf_counter()
                 if want and ck is None:
                     ck = self._checksum(conn, target, schema, join_stg=stg)
-                self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, dkeys)
+                # counts alone: the keys the batch left in the table as the merge counted them
+                self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, dkeys,
+                                   ins + upd if self._counts_only() else None)
                 faults.point("checkpoint_write")
                 if transactional:
                     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stg}")
@@ -551,15 +579,16 @@ class BaseConnector(MergeMixin):
                 t2 = time.perf_counter()
                 if transactional:
                     ck = self._checksum(conn, shadow, schema) if self._wants_checksum(meta) else None
+                    counted = self._count(conn, shadow) if self._counts_only() else None
                     live_exists = self._table_exists(conn, table, sn)
-                    result.inserted = ck.count if ck is not None else result.rows - len(quar)
+                    result.inserted = self._rows_in(ck, counted, result, quar)
                     result.deleted = self._count(conn, self.qname(table, sn)) if live_exists else 0
                     t3 = time.perf_counter()
                     self._swap(conn, table, sn, shadow, old, live_exists)
                     faults.point("merge")
                     swapped = True
                     _meta.write_schema(conn, self._meta()[_meta.SCHEMA], self._schema_key(table, sn), schema, _meta.utcnow())
-                    self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, 0)
+                    self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, 0, counted)
                     faults.point("checkpoint_write")
                     faults.point("commit")
                 source.finish()
@@ -567,11 +596,12 @@ class BaseConnector(MergeMixin):
                 # the shadow is committed (not live): its checksum can use a second server thread; then
                 # everything that can fail runs before the swap, and the swap itself commits (MySQL)
                 ck = self._checksum_committed(conn, shadow, schema, result.rows) if self._wants_checksum(meta) else None
+                counted = self._count(conn, shadow) if self._counts_only() else None
                 live_exists = self._table_exists(conn, table, sn)
-                result.inserted = ck.count if ck is not None else result.rows - len(quar)
+                result.inserted = self._rows_in(ck, counted, result, quar)
                 result.deleted = self._count(conn, self.qname(table, sn)) if live_exists else 0
                 result.quarantined = len(quar)
-                self._reconcile_only(meta, quar, ck)
+                self._compare(meta, quar, self._figure(quar, ck, counted, 0))
                 conn.commit()
                 t3 = time.perf_counter()
                 self._swap(conn, table, sn, shadow, old, live_exists)
@@ -581,7 +611,7 @@ class BaseConnector(MergeMixin):
                 with conn.begin():
                     cp = self._read_cp(conn, meta, lock=True)
                     _meta.write_schema(conn, self._meta()[_meta.SCHEMA], self._schema_key(table, sn), schema, _meta.utcnow())
-                    self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, 0)
+                    self._finish_batch(conn, meta, schema, quar, result, cp is not None, ck, 0, counted)
                     faults.point("checkpoint_write")
                     faults.point("commit")
                 self._drop_quietly(conn, old)
@@ -592,15 +622,12 @@ class BaseConnector(MergeMixin):
             if not transactional and not swapped:
                 self._drop_quietly(conn, shadow)
 
-    def _reconcile_only(self, meta: BatchMeta, quar: Quarantine, ck: Checksum | None) -> None:
-        exp = meta.expected_checksum
-        if ck is None:
-            return
-        got = {**ck.to_dict(), "deleted": 0}
-        if exp is not None and not quar.entries and (
-                int(exp.get("rows", -1)) != got["rows"] or str(exp.get("sum64", "")).lower() != got["sum64"]
-                or int(exp.get("deleted", 0)) != 0):
-            raise ReconciliationError(f"expected {exp}, the database holds {got}")
+    @staticmethod
+    def _rows_in(ck: Checksum | None, counted: int | None, result: ApplyResult, quar: Quarantine) -> int:
+        """Rows a snapshot put in its table: as read back or counted there, else as loaded."""
+        if ck is not None:
+            return ck.count
+        return counted if counted is not None else result.rows - len(quar)
 
     def _drop_quietly(self, conn: sa.Connection, qtable: str) -> None:
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import connectors
+
 from agent.errors import ReconciliationError, SchemaConflict
 from agent.reconcile import expected_checksum
 from agent.schema import parse_columns
@@ -104,3 +106,34 @@ def test_a_snapshot_checksum_split_over_two_connections_equals_the_whole(db, tab
         assert db.get_checkpoint(table).seq == 1 and len(read_rows(db, table, V1)) == 400
     finally:
         del db.split_checksum_rows
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "changes"])
+def test_count_reconciliation_compares_counts_and_reads_nothing_back(db, table, kind, monkeypatch):
+    """sync.reconcile = "count": no pass over the rows, but a batch whose counts differ is still refused."""
+    apply(db, table, V1, "snapshot", 1, [("I", ["1", "a", "1.00"])])
+    before = read_rows(db, table, V1)
+    records = ([("I", ["2", "b", "2.00"]), ("U", ["3", "c", None]), ("D", ["1", None, None])] if kind == "changes"
+               else [("I", ["2", "b", "2.00"]), ("I", ["3", "c", None])])
+    good = expected_checksum(kind, V1, records)
+
+    def no_read_back(*_a, **_k):
+        raise AssertionError("count reconciliation read rows back")
+
+    monkeypatch.setattr(db, "reconcile", "count")
+    for name in ("_checksum", "_checksum_committed", "_hash_sql"):
+        monkeypatch.setattr(db, name, no_read_back)
+    for wrong in ({**good, "rows": good["rows"] + 1}, {**good, "deleted": good["deleted"] + 1}):
+        with pytest.raises(ReconciliationError):
+            apply(db, table, V1, kind, 2, records, expected_checksum=wrong)
+        assert read_rows(db, table, V1) == before
+        assert db.get_checkpoint(table).seq == 1
+    # a wrong sum64 is not seen: counts are all this mode compares (the hub still holds the receipt's counts)
+    r = apply(db, table, V1, kind, 2, records, expected_checksum={**good, "sum64": "0" * 16})
+    assert r.checksum == {"rows": good["rows"], "deleted": good["deleted"]}
+    assert set(read_rows(db, table, V1)) == {("2",), ("3",)}
+
+
+def test_an_unknown_reconcile_mode_is_refused(db):
+    with pytest.raises(ValueError, match="reconcile"):
+        connectors.connect(db.url, reconcile="sometimes")

@@ -157,3 +157,24 @@ def test_a_batch_collected_between_listing_and_download_sends_the_agent_back_to_
     assert [o.seq for o in outcomes] == [3]
     assert len(table_rows(f"sqlite:///{db}")) == len(expected_state(sample_files["snapshot"]))
     assert not list((Path(ctx.spool.root) / "student").glob("*.part"))
+
+
+def test_count_reconciliation_is_a_real_setting(hub, agent_cli, sample_files, tmp_path):
+    """sync.reconcile = "count": the batches apply, the receipts carry the counts and no row checksum."""
+    import tomllib
+
+    import tomli_w
+
+    db = tmp_path / "edu.db"
+    agent_cli("init", "--database", f"sqlite:///{db}", "--hub", hub.url)
+    doc = tomllib.loads(agent_cli.config.read_text())
+    doc.setdefault("sync", {})["reconcile"] = "count"
+    agent_cli.config.write_text(tomli_w.dumps(doc))
+    token = hub.admin("token", "create", "--unit", "u1", "--datasets", "student").stdout.strip()
+    agent_cli("enrol", "--token", token)
+    hub.admin("publish", "student", str(sample_files["changes"]), "--kind", "changes")
+    agent_cli("sync", "--once")
+    listed = [ln for ln in agent_cli("receipts", "list").stdout.splitlines() if ln.startswith("student")]
+    assert [line.split()[:2] for line in listed] == [["student", "#1"], ["student", "#2"]]
+    for line in listed:
+        assert "'rows':" in line and "'deleted':" in line and "sum64" not in line
