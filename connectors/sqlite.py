@@ -209,9 +209,15 @@ class SQLiteConnector(BaseConnector):
         return (f"INSERT INTO {target} ({cols}) SELECT {self._select_cols(schema)} FROM {stg} s "
                 f"WHERE s._op <> 'D'{where} ORDER BY {self._key_list(schema, 's')} ON CONFLICT ({keys}) {action}")
 
+    def _repeated_key_sql(self, stg: str, schema: Schema) -> str | None:
+        # the sort of the GROUP BY costs less than the NOT IN delete it saves on a batch without repeats
+        return self._first_repeated_key_sql(stg, schema)
+
     def _touched_rows_sql(self, qtable: str, stg: str, schema: Schema) -> str:
-        # read back in key order too: 0.67 s -> 0.29 s for 180k rows here
-        return self._touched_rows_in_key_order_sql(qtable, stg, schema, "CROSS JOIN")
+        # read back in key order too. The LIMIT keeps SQLite from flattening the ordered subquery into
+        # the join, which drops its ORDER BY (EXPLAIN QUERY PLAN: "SCAN s0" with no temp B-tree): the
+        # read-back of 180k rows then looked them up at random, 1.04 s against 0.71 s in key order
+        return self._touched_rows_in_key_order_sql(qtable, stg, schema, "CROSS JOIN", " LIMIT -1")
 
     def _stamp_sql(self, target: str, stg: str | None, schema: Schema) -> str:
         if stg is None:
