@@ -232,11 +232,13 @@ NOTES = """\
   differently from the platform is an error, not a silent difference. The native load does nothing of
   the kind. "reconcile = count" is the other setting a unit can choose (since 2026-11-26; before, the
   setting skipped only the comparison and still paid for the read-back): the database's row counts are
-  compared with the hub's, no pass over the rows. In the `--all-peers` run above (2026-11-26) it ran
-  at 0.97x (MariaDB) and 1.08x (PostgreSQL) of the native snapshot load and 0.92x / 0.93x of the native
-  change batch: P1 and P2 are met with counts; with the checksum, the default we keep (docs/architecture.md,
-  "Verification wins over the load-ratio targets"), P1 is 0.77x / 0.70x and P2 0.77x / 0.70x
-  (2026-11-25: 0.60x / 0.67x and 0.69x / 0.65x). On these 2 vCPUs the hash cannot hide behind the load:
+  compared with the hub's, no pass over the rows. In the `--all-peers` run above (2026-11-26 04:27, a
+  slower hour of this VM: the same commands ran up to 25 % longer than at 02:24, the native loads
+  included) it ran at 0.89x (MariaDB) and 0.88x (PostgreSQL) of the native snapshot load and 0.89x /
+  1.02x of the native change batch; at 02:24 the same load path (then without the row count) ran at
+  0.97x / 1.08x and 0.92x / 0.93x. With the checksum, the default we keep (docs/architecture.md,
+  "Verification wins over the load-ratio targets"), P1 is 0.68x / 0.65x and P2 0.69x / 0.81x
+  (02:24: 0.77x / 0.70x and 0.77x / 0.70x; 2026-11-25: 0.60x / 0.67x and 0.69x / 0.65x). On these 2 vCPUs the hash cannot hide behind the load:
   copying a snapshot in committed chunks while a second connection hashed the chunks already in took
   1.07 s against 1.06 s for load-then-hash (200k rows, PostgreSQL), both cores being busy either way.
 * **What made the read-back cheaper on 2026-11-25 (evening)**, each measured on the same 100k students:
@@ -264,24 +266,33 @@ NOTES = """\
   a library can call). Since 2026-11-26 each chunk is converted column by column (map, one regex over
   the joined column) with a row-by-row pass only for a chunk holding a bad value (load 1.82 s -> 1.68 s
   per 200k), and change batches upsert and read back in key order, so the table's B-tree is walked once
-  instead of at random (merge 2.0 s -> 1.3 s for 180k upserts). Without the read-back the snapshot is
-  0.84x of `.import` (apply-only); with it, below the 0.8x target. Per-row upsert and pandas beat
+  instead of at random (merge 2.0 s -> 1.3 s for 180k upserts). The read-back was meant to be in key order
+  too, but SQLite flattened the ordered subquery into the join and dropped the ORDER BY; since 3fc7a91 it
+  is kept (1.04 s -> 0.71 s per 180k rows), and a batch is deduplicated only when a key repeats (-0.15 s):
+  apply-only change batch 0.57x -> 0.67x of native with the read-back. With counts only the snapshot is
+  0.77x-0.84x of `.import` (apply-only, 04:24 and the day before: around the 0.8x target); with the
+  read-back, 0.60x. Per-row upsert and pandas beat
   edx-agent on SQLite changes: they only insert, the agent stages, merges, validates every value (STRICT
   tables) and reads the rows back.
 * **What is specific to end to end is small**: header and signature checks and pass 1 (AES-GCM over every
   chunk) are about 1 % of the profiles; pass 2 (decrypt + zstd) runs in a read-ahead thread on the
   second core, overlapping the server's parsing (on MariaDB the FIFO feeder thread does so too).
 * **Scaling**: peak RSS is flat from 100k to 5M rows (P3). P5 (the change batch into a 5M-row table
-  against a 1M-row one) passes on MariaDB and SQLite and misses on PostgreSQL (1.64x in the `-pg` run),
-  where the database's own staging + merge of the same batch, measured beside it, grows more: 1.87x.
+  against a 1M-row one) passes on MariaDB and SQLite and misses on PostgreSQL: 1.32x in the `-pg` run
+  (2026-11-26 04:45), 1.64x at 02:22 and 1.39x to 2.63x in runs between (one run per size, so a single
+  figure moves a lot), where the database's own staging + merge of the same batch, measured beside it,
+  grows more: 1.89x (1.87x at 02:22).
   The plan was read with auto_explain on the 5M-row table: staging scanned, every key looked up through
   the primary key (nested loop, index scans), no scan of the target; the rows examined grow with the
   batch only. What grows is the number of distinct table pages the batch dirties: 80k upserts and
   deletes of random keys touch about 28k of a 1M-row table's ≈30k pages but about 62k of a 5M-row
   table's ≈150k (pages x (1 - e^(-records/pages))), 2.2x as many, each read, dirtied, written with a
   full-page image in the WAL and evicted (`Buffers: shared read=126667 dirtied=122299 written=112485`).
-  Raising `shared_buffers` from 128 MB to 2 GB did not change the ratio (1.66 s -> 3.67 s), nor did a
-  `VACUUM ANALYZE` after the snapshot: the cost is bounded by the batch (at most a page per record) but,
+  Raising `shared_buffers` from 128 MB to 2 GB did not change the ratio (1.66 s -> 3.67 s; again on
+  2026-11-26: 1.84 s -> 4.83 s, the native merge 1.32x), nor did a `VACUUM ANALYZE` after the snapshot
+  (since 2026-11-26 the benchmark settles every base that way, and CHECKPOINTs it, before timing a
+  change batch, for every method alike: the one-off autovacuum and hint-bit work of a fresh
+  multi-million-row load no longer lands on whichever run comes first): the cost is bounded by the batch (at most a page per record) but,
   for random keys, reaches that bound only on tables much larger than the batch. Keys that arrive
   clustered (a school's students together) dirty fewer pages.
 * **Peers**: dlt's `merge` on MariaDB and SQLite (sqlalchemy destination) does not finish in reasonable
@@ -297,11 +308,10 @@ NOTES = """\
 * **Oracle and SQL Server** cannot run here; their round trips through the recording fake DB-API (array
   binding / `fast_executemany`, no per-row round trips) are in the oracle-sqlserver section above, with the
   real-server command for when a URL is set.
-* **Which code**: the `--all-peers` run ran on commit 5bc2542 (every read-back change listed above); the
-  pipeline's live-progress counter (0be15fc) was committed while its PostgreSQL rows ran; the profiles
-  were recorded after it (`--profile-only`). The scaling run without a tag is older (before
-  the read-back changes, on a VM loaded by other work: load averages in its header); the `-pg` scaling
-  run is newer (after every read-back change listed above).
+* **Which code**: the `--all-peers` run (with its profiles) and the `-pg` scaling run ran on commit
+  3fc7a91 (count reconciliation as a setting, SQLite's key-ordered read-back, settled bases); the
+  scaling run without a tag is older (2026-11-25, before the read-back changes listed above, on a VM
+  loaded by other work: load averages in its header).
 * A figure that misses its target is marked MISSING above; none is hidden, none was made to pass by
   measuring something else."""
 
