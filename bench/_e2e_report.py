@@ -200,9 +200,11 @@ def render(doc: dict[str, Any]) -> str:
 INTRO = """\
 Reproduce: `pip install -r bench/requirements.txt`, then `python bench/bench_e2e.py` (quick, ≈ 15 min here
 under a load average of ~9: 100k-row snapshot and a 100k-record change batch into 100k rows, edx-agent, native
-CLI, SQLAlchemy Core, pandas, and edx-agent with `sync.reconcile = "count"`), `--all-peers` (adds per-row upsert and dlt, minutes per run), `--full` (1M comparison; snapshots
-100k → 5M and the change batch into 1M and 5M rows), `--profile` (py-spy), `--report-only` (rebuild this section
-and the charts from docs/perf/e2e-results*.json).
+CLI, SQLAlchemy Core, pandas, and edx-agent with `sync.reconcile = "count"`), `--all-peers` (adds per-row
+upsert and dlt, minutes per run), `--full` (1M comparison; snapshots 100k → 5M and the change batch into 1M
+and 5M rows; on PostgreSQL and SQLite the change batch runs `--scale-repeat` times, 3 by default, for
+edx-agent and native alternately, each on a fresh clone of the same settled base), `--profile` (py-spy),
+`--report-only` (rebuild this section and the charts from docs/perf/e2e-results*.json).
 
 Methods, each in its own process, each result verified by row count and checksum of the target table against
 the expected rows (`agent.payload.Checksum`): **edx-agent end to end** = `agent.pipeline.apply_file` on a batch
@@ -278,10 +280,11 @@ NOTES = """\
   chunk) are about 1 % of the profiles; pass 2 (decrypt + zstd) runs in a read-ahead thread on the
   second core, overlapping the server's parsing (on MariaDB the FIFO feeder thread does so too).
 * **Scaling**: peak RSS is flat from 100k to 5M rows (P3). P5 (the change batch into a 5M-row table
-  against a 1M-row one) passes on MariaDB and SQLite and misses on PostgreSQL: 1.32x in the `-pg` run
-  (2026-11-26 04:45), 1.64x at 02:22 and 1.39x to 2.63x in runs between (one run per size, so a single
-  figure moves a lot), where the database's own staging + merge of the same batch, measured beside it,
-  grows more: 1.89x (1.87x at 02:22).
+  against a 1M-row one) passes on MariaDB and SQLite and misses on PostgreSQL: 1.50x in the `-pg` run
+  (2026-11-26 05:08, medians of three runs each on fresh clones of one settled base), where the
+  database's own staging + merge of the same batch, measured beside it, grows as much: 1.47x. Single
+  runs before the clones moved between 1.32x and 2.63x for the same code. At both sizes edx-agent ran
+  at 0.94x (1M) and 0.92x (5M) of the native merge's speed (medians).
   The plan was read with auto_explain on the 5M-row table: staging scanned, every key looked up through
   the primary key (nested loop, index scans), no scan of the target; the rows examined grow with the
   batch only. What grows is the number of distinct table pages the batch dirties: 80k upserts and
@@ -308,8 +311,9 @@ NOTES = """\
 * **Oracle and SQL Server** cannot run here; their round trips through the recording fake DB-API (array
   binding / `fast_executemany`, no per-row round trips) are in the oracle-sqlserver section above, with the
   real-server command for when a URL is set.
-* **Which code**: the `--all-peers` run (with its profiles) and the `-pg` scaling run ran on commit
-  3fc7a91 (count reconciliation as a setting, SQLite's key-ordered read-back, settled bases); the
+* **Which code**: the `--all-peers` run (with its profiles) ran on commit 3fc7a91 (count reconciliation
+  as a setting, SQLite's key-ordered read-back, settled bases), the `-pg` scaling run on the same product
+  code with the benchmark's cloned-base repeats (the commit that added them); the
   scaling run without a tag is older (2026-11-25, before the read-back changes listed above, on a VM
   loaded by other work: load averages in its header).
 * A figure that misses its target is marked MISSING above; none is hidden, none was made to pass by

@@ -198,12 +198,18 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                 cases.append({"group": "scale-snapshot", "db": db, "kind": "snapshot", "rows": n, "base": None,
                               "methods": ["agent-e2e"], "repeat": 1})
                 if n in args.scale_bases:
+                    # beside it, the database's own staging + merge of the same batch into the same base: how
+                    # much of P5's growth is the database's and not the agent's. Where the base can be cloned
+                    # (PostgreSQL from a template database, SQLite by copying its file), both run
+                    # --scale-repeat times, alternating, each on a fresh copy; elsewhere (MariaDB) once, the
+                    # native run on a base loaded again (untimed)
+                    clone = db in CLONABLE
                     cases.append({"group": "scale-changes", "db": db, "kind": "changes", "rows": args.changes,
-                                  "base": n, "methods": ["agent-e2e"], "repeat": 1, "chained": True})
-                    # the database's own staging + merge of the same batch into the same base (loaded
-                    # again, untimed): how much of P5's growth is the database's and not the agent's
-                    cases.append({"group": "scale-changes", "db": db, "kind": "changes", "rows": args.changes,
-                                  "base": n, "methods": ["native"], "repeat": 1})
+                                  "base": n, "methods": ["agent-e2e", "native"] if clone else ["agent-e2e"],
+                                  "repeat": args.scale_repeat if clone else 1, "chained": True, "clone": clone})
+                    if not clone:
+                        cases.append({"group": "scale-changes", "db": db, "kind": "changes", "rows": args.changes,
+                                      "base": n, "methods": ["native"], "repeat": 1})
     return cases
 
 
@@ -216,22 +222,76 @@ def execute(case_spec: dict[str, Any], data: Path, work: Path, log: Any) -> list
     case = _e2e_data.case_dir(work, db, snap, chg)
     results = []
     methods = case_spec["methods"]
-    for i in range(case_spec["repeat"]):
-        order = methods if i % 2 == 0 else list(reversed(methods))
-        for m in order:
-            if i > 0 and m not in AGENT_SIDE and i >= case_spec.get("peer_repeat", 1):
-                continue
-            res = run_once(m, db, kind, case, meta, base_meta, chained=case_spec.get("chained", False))
-            rec = {"group": case_spec["group"], "db": db, "kind": kind, "rows": rows, "base": base, "method": m,
-                   "run": i, **res}
-            results.append(rec)
-            line = (f"{case_spec['group']:15} {db:10} {kind:8} {rows:>8} base {base or '-':>8} {m:12} "
-                    + (f"{res['wall']:8.2f}s {rows / res['wall']:9,.0f} rows/s rss {res['rss_mb']:6.0f} MiB "
-                       f"start {res.get('startup', 0):.2f}s {'ok' if res['verified'] else 'CHECKSUM ' + str(res.get('got'))} "
-                       f"{res.get('phases', '')}"
-                       if "wall" in res else f"FAILED {res.get('error')}"))
-            log(line)
+    clone = case_spec.get("clone", False)
+    if clone:   # the base the scaling snapshot left, settled once, kept aside for every run
+        _settle(db, case)
+        _base_copy(db, case, save=True)
+    try:
+        for i in range(case_spec["repeat"]):
+            order = methods if i % 2 == 0 else list(reversed(methods))
+            for m in order:
+                if i > 0 and m not in AGENT_SIDE and i >= case_spec.get("peer_repeat", 1):
+                    continue
+                if clone:
+                    _base_copy(db, case, save=False)
+                results.append(_run_logged(case_spec, m, i, case, meta, base_meta, log))
+    finally:
+        if clone:
+            _base_copy(db, case, save=None)
     return results
+
+
+def _run_logged(case_spec: dict[str, Any], m: str, i: int, case: Path, meta: dict[str, Any],
+                base_meta: dict[str, Any], log: Any) -> dict[str, Any]:
+    db, kind, rows, base = case_spec["db"], case_spec["kind"], case_spec["rows"], case_spec["base"]
+    res = run_once(m, db, kind, case, meta, base_meta, chained=case_spec.get("chained", False))
+    line = (f"{case_spec['group']:15} {db:10} {kind:8} {rows:>8} base {base or '-':>8} {m:12} "
+            + (f"{res['wall']:8.2f}s {rows / res['wall']:9,.0f} rows/s rss {res['rss_mb']:6.0f} MiB "
+               f"start {res.get('startup', 0):.2f}s {'ok' if res['verified'] else 'CHECKSUM ' + str(res.get('got'))} "
+               f"{res.get('phases', '')}"
+               if "wall" in res else f"FAILED {res.get('error')}"))
+    log(line)
+    return {"group": case_spec["group"], "db": db, "kind": kind, "rows": rows, "base": base, "method": m,
+            "run": i, **res}
+
+
+CLONABLE = ("postgresql", "sqlite")
+
+
+def _base_copy(db: str, case: Path, *, save: bool | None) -> None:
+    """Untimed. save=True: keep the database as it is now aside; False: replace it with that copy;
+    None: drop the copy. PostgreSQL clones through a template database (a file copy), SQLite copies its file."""
+    if db == "sqlite":
+        import sqlite3
+        live, kept = case / "bench.db", case / "bench.db.base"
+        if save is None:
+            kept.unlink(missing_ok=True)
+            return
+        src, dst = (live, kept) if save else (kept, live)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{dst}{suffix}").unlink(missing_ok=True)
+        with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:   # the backup API: WAL included
+            a.backup(b)
+        a.close()
+        b.close()
+        return
+    import sqlalchemy as sa
+    eng = sa.create_engine(bench_connectors.PG_URL, isolation_level="AUTOCOMMIT")
+    live = bench_connectors.BENCH_DB
+    kept = f"{live}_base"
+    try:
+        with eng.connect() as c:
+            # FILE_COPY (PostgreSQL 15+) copies the files instead of WAL-logging every block
+            how = " STRATEGY FILE_COPY" if int(c.exec_driver_sql("SHOW server_version_num").scalar()) >= 150000 else ""
+            if save is None or save:
+                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {kept} WITH (FORCE)")
+            if save:
+                c.exec_driver_sql(f"CREATE DATABASE {kept} TEMPLATE {live}{how}")
+            elif save is not None:
+                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {live} WITH (FORCE)")
+                c.exec_driver_sql(f"CREATE DATABASE {live} TEMPLATE {kept}{how}")
+    finally:
+        eng.dispose()
 
 
 # --- summary ---------------------------------------------------------------------------------------------
@@ -278,6 +338,8 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also the 1M comparison and the scaling runs (≈ 1 h)")
     ap.add_argument("--scale-only", action="store_true", help="with --full: only the scaling runs")
     ap.add_argument("--scale-rows", type=lambda s: [int(x) for x in s.split(",")], default=[100_000, 1_000_000, 5_000_000])
+    ap.add_argument("--scale-repeat", type=int, default=3,
+                    help="runs of the scaling change batches, agent and native, where the base can be cloned")
     ap.add_argument("--scale-bases", type=lambda s: [int(x) for x in s.split(",")], default=[1_000_000, 5_000_000])
     ap.add_argument("--profile", action="store_true", help="py-spy one edx-agent run per database and kind")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "edx-bench-e2e")
