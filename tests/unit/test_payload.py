@@ -93,12 +93,14 @@ def test_checksum_is_order_independent_and_sensitive_to_every_value():
     assert c != a
 
 
+_TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+# values that stress the NULL handling: bare NULLs, the text "NULL" alone, quoted, across lines
+_VALUES = st.one_of(st.none(), st.text(alphabet=_TEXT), st.sampled_from(["NULL", '"NULL"', "NULL\n", "\nNULL"]))
+_ROWS = st.lists(st.tuples(st.sampled_from("IUD"), st.text(alphabet=_TEXT, min_size=1, max_size=8), _VALUES))
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from("IUD"),
-                          st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                                  min_size=1, max_size=8),
-                          st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                                                              blacklist_characters="\x00"))))))
+@given(_ROWS)
 def test_any_text_survives_the_payload_round_trip(rows):
     buf = io.BytesIO()
     p.write_payload(buf, "ds", "changes", SCHEMA, [(op, [k, v]) for op, k, v in rows], len(rows))
