@@ -200,7 +200,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if n in args.scale_bases:
                     # beside it, the database's own staging + merge of the same batch into the same base: how
                     # much of P5's growth is the database's and not the agent's. Where the base can be cloned
-                    # (PostgreSQL from a template database, SQLite by copying its file), both run
+                    # (PostgreSQL from a template database, SQLite through its backup API), both run
                     # --scale-repeat times, alternating, each on a fresh copy; elsewhere (MariaDB) once, the
                     # native run on a base loaded again (untimed)
                     clone = db in CLONABLE
@@ -260,7 +260,8 @@ CLONABLE = ("postgresql", "sqlite")
 
 def _base_copy(db: str, case: Path, *, save: bool | None) -> None:
     """Untimed. save=True: keep the database as it is now aside; False: replace it with that copy;
-    None: drop the copy. PostgreSQL clones through a template database (a file copy), SQLite copies its file."""
+    None: drop the copy. PostgreSQL clones through a template database (a file copy), SQLite through its
+    backup API."""
     if db == "sqlite":
         import sqlite3
         live, kept = case / "bench.db", case / "bench.db.base"
