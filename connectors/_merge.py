@@ -42,8 +42,10 @@ class MergeMixin:
     def _dedup(self, conn: sa.Connection, stg: str, schema: Schema) -> None:
         """Keep only the last staged record of each key (the merge then needs no ordering)."""
         check = self._repeated_key_sql(stg, schema)
-        if check is not None and conn.exec_driver_sql(check).first() is None:
-            return
+        if check is None or conn.exec_driver_sql(check).first() is not None:
+            self._delete_repeats(conn, stg, schema)
+
+    def _delete_repeats(self, conn: sa.Connection, stg: str, schema: Schema) -> None:
         conn.exec_driver_sql(self._dedup_sql(stg, schema))
 
     def _repeated_key_sql(self, stg: str, schema: Schema) -> str | None:

@@ -443,7 +443,7 @@ class BaseConnector(MergeMixin):
                                  f"holds #{have}", remedy="Resync the dataset with a snapshot.")
 
     def _wants_checksum(self, meta: BatchMeta) -> bool:
-        if self.reconcile == "count":
+        if self._counts_only():
             return False
         return self.reconcile == "always" or meta.expected_checksum is not None
 

@@ -294,14 +294,14 @@ class MySQLConnector(BaseConnector):
 
     # --- merge ---------------------------------------------------------------------------------------
 
-    def _dedup(self, conn: sa.Connection, stg: str, schema: Schema) -> None:
+    def _repeated_key_sql(self, stg: str, schema: Schema) -> str | None:
+        # COUNT(DISTINCT) over the whole staging table: several times cheaper than the delete below
+        return f"SELECT 1 FROM {stg} HAVING COUNT(DISTINCT {self._key_list(schema)}) <> COUNT(*)"
+
+    def _delete_repeats(self, conn: sa.Connection, stg: str, schema: Schema) -> None:
         # MariaDB runs "NOT IN (subquery over the same table)" as a nested loop (quadratic): materialise
-        # the last ordinal per key once, and delete only when some key really occurs twice
-        # (COUNT(DISTINCT) first: a batch rarely repeats a key, and counting is several times cheaper)
+        # the last ordinal per key once
         keys = self._key_list(schema)
-        distinct, total = conn.exec_driver_sql(f"SELECT COUNT(DISTINCT {keys}), COUNT(*) FROM {stg}").one()
-        if distinct == total:
-            return
         conn.exec_driver_sql("DROP TEMPORARY TABLE IF EXISTS edx_last")
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE edx_last (_ord BIGINT PRIMARY KEY) "
                              f"SELECT MAX(_ord) AS _ord FROM {stg} GROUP BY {keys}")
