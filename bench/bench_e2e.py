@@ -225,7 +225,7 @@ def execute(case_spec: dict[str, Any], data: Path, work: Path, log: Any) -> list
     clone = case_spec.get("clone", False)
     if clone:   # the base the scaling snapshot left, settled once, kept aside for every run
         _settle(db, case)
-        _base_copy(db, case, save=True)
+        _base_copy(db, case, "save")
     try:
         for i in range(case_spec["repeat"]):
             order = methods if i % 2 == 0 else list(reversed(methods))
@@ -233,11 +233,11 @@ def execute(case_spec: dict[str, Any], data: Path, work: Path, log: Any) -> list
                 if i > 0 and m not in AGENT_SIDE and i >= case_spec.get("peer_repeat", 1):
                     continue
                 if clone:
-                    _base_copy(db, case, save=False)
+                    _base_copy(db, case, "restore")
                 results.append(_run_logged(case_spec, m, i, case, meta, base_meta, log))
     finally:
         if clone:
-            _base_copy(db, case, save=None)
+            _base_copy(db, case, "drop")
     return results
 
 
@@ -258,17 +258,17 @@ def _run_logged(case_spec: dict[str, Any], m: str, i: int, case: Path, meta: dic
 CLONABLE = ("postgresql", "sqlite")
 
 
-def _base_copy(db: str, case: Path, *, save: bool | None) -> None:
-    """Untimed. save=True: keep the database as it is now aside; False: replace it with that copy;
-    None: drop the copy. PostgreSQL clones through a template database (a file copy), SQLite through its
-    backup API."""
+def _base_copy(db: str, case: Path, action: str) -> None:
+    """Untimed. "save": keep the database as it is now aside; "restore": replace it with that copy;
+    "drop": drop the copy. PostgreSQL clones through a template database (a file copy), SQLite through
+    its backup API."""
     if db == "sqlite":
         import sqlite3
         live, kept = case / "bench.db", case / "bench.db.base"
-        if save is None:
+        if action == "drop":
             kept.unlink(missing_ok=True)
             return
-        src, dst = (live, kept) if save else (kept, live)
+        src, dst = (live, kept) if action == "save" else (kept, live)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{dst}{suffix}").unlink(missing_ok=True)
         with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:   # the backup API: WAL included
@@ -284,13 +284,10 @@ def _base_copy(db: str, case: Path, *, save: bool | None) -> None:
         with eng.connect() as c:
             # FILE_COPY (PostgreSQL 15+) copies the files instead of WAL-logging every block
             how = " STRATEGY FILE_COPY" if int(c.exec_driver_sql("SHOW server_version_num").scalar()) >= 150000 else ""
-            if save is None or save:
-                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {kept} WITH (FORCE)")
-            if save:
-                c.exec_driver_sql(f"CREATE DATABASE {kept} TEMPLATE {live}{how}")
-            elif save is not None:
-                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {live} WITH (FORCE)")
-                c.exec_driver_sql(f"CREATE DATABASE {live} TEMPLATE {kept}{how}")
+            gone, source = (live, kept) if action == "restore" else (kept, live)
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {gone} WITH (FORCE)")
+            if action != "drop":
+                c.exec_driver_sql(f"CREATE DATABASE {gone} TEMPLATE {source}{how}")
     finally:
         eng.dispose()
 
